@@ -1,0 +1,63 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_hoop_global_optspecs
+    string join \n gateway= h/help V/version
+end
+
+function __fish_hoop_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_hoop_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_hoop_using_subcommand
+    set -l cmd (__fish_hoop_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c hoop -n "__fish_hoop_needs_command" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_needs_command" -s h -l help -d 'Print help'
+complete -c hoop -n "__fish_hoop_needs_command" -s V -l version -d 'Print version'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "login" -d 'Log in to a gateway (OIDC device flow) and cache the tokens'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "logout" -d 'Forget the cached tokens for the gateway'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "whoami" -d 'Show who the gateway thinks you are'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "connections" -d 'List the connections you may use'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "ls" -d 'List the connections you may use'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "completion" -d 'Print a shell completion script'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hoop -n "__fish_hoop_using_subcommand login" -l ca-file -d 'Trust the gateway\'s certificate through this CA bundle (PEM)' -r -F
+complete -c hoop -n "__fish_hoop_using_subcommand login" -l fingerprint -d 'Pin the gateway\'s certificate by its SHA-256 fingerprint (as `hoopd dev` prints it)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand login" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand login" -l no-browser -d 'Do not open a browser; only print the URL and code'
+complete -c hoop -n "__fish_hoop_using_subcommand login" -s h -l help -d 'Print help'
+complete -c hoop -n "__fish_hoop_using_subcommand logout" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand logout" -s h -l help -d 'Print help'
+complete -c hoop -n "__fish_hoop_using_subcommand whoami" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'JSON for programs'"
+complete -c hoop -n "__fish_hoop_using_subcommand whoami" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand whoami" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hoop -n "__fish_hoop_using_subcommand connections" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'JSON for programs'"
+complete -c hoop -n "__fish_hoop_using_subcommand connections" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand connections" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hoop -n "__fish_hoop_using_subcommand ls" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'JSON for programs'"
+complete -c hoop -n "__fish_hoop_using_subcommand ls" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand ls" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hoop -n "__fish_hoop_using_subcommand completion" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand completion" -s h -l help -d 'Print help'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections completion help" -f -a "login" -d 'Log in to a gateway (OIDC device flow) and cache the tokens'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections completion help" -f -a "logout" -d 'Forget the cached tokens for the gateway'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections completion help" -f -a "whoami" -d 'Show who the gateway thinks you are'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections completion help" -f -a "connections" -d 'List the connections you may use'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections completion help" -f -a "completion" -d 'Print a shell completion script'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

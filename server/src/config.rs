@@ -1,0 +1,500 @@
+//! The gateway's configuration file (`hoopd.toml`).
+//!
+//! Every struct denies unknown keys, and errors name the dotted path of the offending key, so a
+//! typo fails loudly at start-up (or in `hoopd check`) instead of silently disabling a control.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Network and storage settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Who may log in and how tokens are checked.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Targets users reach through the gateway.
+    #[serde(default)]
+    pub connections: Vec<ConnectionConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the one HTTPS port (API, built-in issuer and tunnels).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The URL clients use to reach this gateway. It is the built-in issuer's `iss`. Default:
+    /// `https://<listen>` (with `localhost` when listening on an unspecified address).
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// SQLite database, keys, recordings, and the self-signed certificate when none is given.
+    /// Relative paths are resolved against the config file's directory.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// PEM certificate chain. Absent: a self-signed certificate is created in the data dir.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Log format: `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            public_url: None,
+            data_dir: default_data_dir(),
+            tls_cert: None,
+            tls_key: None,
+            log_format: default_log_format(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// External OIDC issuer URL. Absent: the gateway is its own issuer (local users).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The audience tokens must carry.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// Further accepted audiences (for example the client id, when the IdP puts it in `aud`).
+    #[serde(default)]
+    pub extra_audiences: Vec<String>,
+    /// The public client id the CLI uses in the device flow.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Scopes the CLI requests.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// Claim holding the user's groups; a dotted path reaches into objects (`realm_access.roles`).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Members of these groups are gateway administrators.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    /// Accepted JWS algorithms. `none` and HMAC algorithms are refused whatever is listed.
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// Clock skew tolerated on `exp`, `nbf`, `iat`.
+    #[serde(default = "default_leeway", deserialize_with = "de_duration")]
+    pub leeway: Duration,
+    /// The JWKS is fetched again on an unknown `kid` at most this often.
+    #[serde(default = "default_jwks_refetch", deserialize_with = "de_duration")]
+    pub jwks_refetch_interval: Duration,
+    /// PEM bundle trusted for the IdP's HTTPS (in addition to the system roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Lifetime of access tokens minted by the built-in issuer.
+    #[serde(default = "default_access_ttl", deserialize_with = "de_duration")]
+    pub access_token_ttl: Duration,
+    /// Lifetime of refresh tokens minted by the built-in issuer.
+    #[serde(default = "default_refresh_ttl", deserialize_with = "de_duration")]
+    pub refresh_token_ttl: Duration,
+    /// How often the CLI may poll the built-in issuer during a device login.
+    #[serde(default = "default_poll_interval", deserialize_with = "de_duration")]
+    pub device_poll_interval: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: default_audience(),
+            extra_audiences: Vec::new(),
+            client_id: default_client_id(),
+            scopes: default_scopes(),
+            groups_claim: default_groups_claim(),
+            admins: Vec::new(),
+            algorithms: None,
+            leeway: default_leeway(),
+            jwks_refetch_interval: default_jwks_refetch(),
+            ca_file: None,
+            access_token_ttl: default_access_ttl(),
+            refresh_token_ttl: default_refresh_ttl(),
+            device_poll_interval: default_poll_interval(),
+        }
+    }
+}
+
+fn default_audience() -> String {
+    "hoop".into()
+}
+fn default_client_id() -> String {
+    "hoop-cli".into()
+}
+fn default_scopes() -> Vec<String> {
+    ["openid", "profile", "email", "groups", "offline_access"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_jwks_refetch() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_access_ttl() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_refresh_ttl() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+
+/// `[[connections]]`: a target reached through the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// The name users type.
+    pub name: String,
+    /// Protocol: `postgres` or `ssh`.
+    #[serde(rename = "type")]
+    pub kind: ConnectionKind,
+    /// Free text shown in `hoop connections`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `host:port` of the target.
+    pub address: String,
+    /// Database (PostgreSQL).
+    #[serde(default)]
+    pub database: Option<String>,
+    /// User the gateway logs in as on the target.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The target's password, from the environment or a file; never echoed.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    /// Groups allowed to use this connection.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+/// Supported target protocols.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionKind {
+    /// PostgreSQL wire protocol.
+    Postgres,
+    /// SSH.
+    Ssh,
+}
+
+impl ConnectionKind {
+    /// The name used in the API and config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionKind::Postgres => "postgres",
+            ConnectionKind::Ssh => "ssh",
+        }
+    }
+}
+
+/// Where a secret comes from: `{ env = "VAR" }` or `{ file = "path" }`. Inline secrets are not
+/// accepted, so a config file can be shared and committed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Environment variable holding the secret.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// File holding the secret (trailing newline trimmed).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+/// A secret's value. `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that sends it to the target.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl SecretRef {
+    /// Reads the secret. The error names the source, never the value.
+    pub fn resolve(&self) -> Result<Secret, String> {
+        match (&self.env, &self.file) {
+            (Some(var), None) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(Secret(v)),
+                Ok(_) => Err(format!("environment variable {var} is empty")),
+                Err(_) => Err(format!("environment variable {var} is not set")),
+            },
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(v) => Ok(Secret(v.trim_end_matches(['\r', '\n']).to_string())),
+                Err(e) => Err(format!("cannot read secret file {}: {e}", path.display())),
+            },
+            (Some(_), Some(_)) => Err("give either `env` or `file`, not both".into()),
+            (None, None) => Err("give `env = \"VAR\"` or `file = \"path\"`".into()),
+        }
+    }
+}
+
+/// A configuration problem, naming where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or a key is unknown or has the wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What serde or the TOML parser said, with the dotted key path.
+        message: String,
+    },
+    /// The file parsed but is not usable.
+    #[error("{path}: {}", problems.join("; "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found, each naming its key.
+        problems: Vec<String>,
+    },
+}
+
+impl Config {
+    /// Reads and parses a config file. Relative paths inside are resolved against its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses TOML text. The error names the dotted path of the bad key.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            // toml's own message carries a source excerpt; the first line is the sentence.
+            let msg = inner
+                .message()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            if path.is_empty() || path == "." {
+                msg
+            } else {
+                format!("at `{path}`: {msg}")
+            }
+        })
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut self.server.data_dir);
+        if let Some(p) = self.server.tls_cert.as_mut() {
+            abs(p);
+        }
+        if let Some(p) = self.server.tls_key.as_mut() {
+            abs(p);
+        }
+        if let Some(p) = self.auth.ca_file.as_mut() {
+            abs(p);
+        }
+        for c in &mut self.connections {
+            if let Some(SecretRef { file: Some(p), .. }) = c.password.as_mut() {
+                abs(p);
+            }
+        }
+    }
+
+    /// Checks what parsing cannot: duplicates, missing fields per kind, unreadable secrets.
+    /// Returns every problem, each naming its key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            problems.push("`server.tls_cert` and `server.tls_key` go together".to_string());
+        }
+        if let Some(url) = &self.server.public_url {
+            if !url.starts_with("https://") {
+                problems.push(format!(
+                    "`server.public_url` must be an https URL, got {url:?}"
+                ));
+            }
+        }
+        if let Some(iss) = &self.auth.issuer {
+            if url::Url::parse(iss).is_err() {
+                problems.push(format!("`auth.issuer` is not a URL: {iss:?}"));
+            }
+        }
+        if let Some(algs) = &self.auth.algorithms {
+            for (i, a) in algs.iter().enumerate() {
+                if crate::auth::parse_algorithm(a).is_none() {
+                    problems.push(format!(
+                        "`auth.algorithms[{i}]`: {a:?} is not an accepted signature algorithm \
+                         (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
+                    ));
+                }
+            }
+        }
+        for (i, c) in self.connections.iter().enumerate() {
+            let at = format!("connections[{i}]");
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' || ch == '.')
+            {
+                problems.push(format!(
+                    "`{at}.name` {:?}: use letters, digits, `-`, `_` and `.`",
+                    c.name
+                ));
+            }
+            if !seen.insert(c.name.clone()) {
+                problems.push(format!("`{at}.name`: {:?} is declared twice", c.name));
+            }
+            if c.allow.is_empty() {
+                problems.push(format!(
+                    "`{at}.allow`: no group may use {:?}; list the groups that may",
+                    c.name
+                ));
+            }
+            if c.kind == ConnectionKind::Postgres && c.database.is_none() {
+                problems.push(format!(
+                    "`{at}.database` is required for a postgres connection"
+                ));
+            }
+            if c.user.is_none() {
+                problems.push(format!("`{at}.user` is required"));
+            }
+            if let Some(secret) = &c.password {
+                if let Err(e) = secret.resolve() {
+                    problems.push(format!("`{at}.password`: {e}"));
+                }
+            }
+        }
+        problems
+    }
+
+    /// The URL clients reach the gateway at, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => {
+                let addr = self.server.listen;
+                if addr.ip().is_unspecified() {
+                    format!("https://localhost:{}", addr.port())
+                } else {
+                    format!("https://{addr}")
+                }
+            }
+        }
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not a duration like \"30s\" or \"15m\": {e}"
+        ))
+    })
+}
+
+/// The starter configuration `hoopd dev` writes: every key commented.
+pub const STARTER: &str = include_str!("starter.toml");
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_dotted_path() {
+        let err = Config::parse(
+            "[[connections]]\nname='a'\ntype='postgres'\naddress='x:1'\npasword={env='X'}\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("connections[0]"), "{err}");
+        assert!(err.contains("pasword"), "{err}");
+        let err = Config::parse("[auth]\nisuer='x'\n").unwrap_err();
+        assert!(err.contains("auth"), "{err}");
+        assert!(err.contains("isuer"), "{err}");
+    }
+
+    #[test]
+    fn starter_config_parses_and_validates() {
+        let c = Config::parse(STARTER).unwrap();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+    }
+
+    #[test]
+    fn missing_secret_is_named() {
+        let c = Config::parse(
+            "[[connections]]\nname='db'\ntype='postgres'\naddress='x:1'\ndatabase='d'\nuser='u'\nallow=['a']\npassword={env='HOOP_TEST_SURELY_UNSET_VAR'}\n",
+        )
+        .unwrap();
+        let p = c.validate();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("connections[0].password"));
+        assert!(p[0].contains("HOOP_TEST_SURELY_UNSET_VAR"));
+    }
+
+    #[test]
+    fn bad_duration_is_explained() {
+        let err = Config::parse("[auth]\nleeway='soon'\n").unwrap_err();
+        assert!(err.contains("auth.leeway"), "{err}");
+    }
+}

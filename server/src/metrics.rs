@@ -1,0 +1,75 @@
+//! Prometheus metrics served at `/metrics` (text exposition format).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The gateway's counters. Cheap to update from any task.
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests by route class and status.
+    pub http_requests: Family<Labels, Counter>,
+    /// Successful authentications by method.
+    pub auth_success: Family<Labels, Counter>,
+    /// Refused credentials by reason.
+    pub auth_rejected: Family<Labels, Counter>,
+    /// TLS handshakes that failed.
+    pub tls_failures: Counter,
+    /// Open client connections (TLS).
+    pub open_connections: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hoop");
+        let http_requests = Family::<Labels, Counter>::default();
+        let auth_success = Family::<Labels, Counter>::default();
+        let auth_rejected = Family::<Labels, Counter>::default();
+        let tls_failures = Counter::default();
+        let open_connections = Gauge::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests served",
+            http_requests.clone(),
+        );
+        registry.register("auth_success", "Credentials accepted", auth_success.clone());
+        registry.register(
+            "auth_rejected",
+            "Credentials refused, by reason",
+            auth_rejected.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed",
+            tls_failures.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Open client connections",
+            open_connections.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            auth_success,
+            auth_rejected,
+            tls_failures,
+            open_connections,
+        }
+    }
+}
+
+impl Metrics {
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}

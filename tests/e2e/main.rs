@@ -1,0 +1,11 @@
+//! End-to-end tests: real `hoopd`/`hoop` binaries against real PostgreSQL, OpenSSH and an
+//! OIDC provider (see the `hoop_tests` library for the harness).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod harness;

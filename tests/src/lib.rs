@@ -1,0 +1,40 @@
+//! End-to-end test harness for hoop: real components, no mocks.
+//!
+//! * [`proc`]: loopback ports, readiness waits, child processes that are killed on drop
+//!   and whose output is captured in log files for error messages, and the location of
+//!   the workspace's built `hoop`/`hoopd` binaries.
+//! * [`oidc`]: a real OpenID Connect provider (npm `oidc-provider`, run with `node`) with
+//!   fixed users, a device-flow client, a client-credentials client, JWT access tokens
+//!   with audience `hoop`, and a driver for its login pages.
+//! * [`jwt`]: minting tokens with the provider's committed test key (and with wrong keys,
+//!   wrong algorithms, no signature) for negative tests.
+//! * [`postgres`]: a throwaway PostgreSQL cluster on a loopback port.
+//!
+//! Everything here is test code: panicking helpers are acceptable.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+pub mod jwt;
+pub mod oidc;
+pub mod postgres;
+pub mod proc;
+
+pub use jwt::Signer;
+pub use oidc::{OidcOptions, OidcProvider, TestUser, USERS};
+pub use postgres::{PasswordKind, Postgres};
+pub use proc::{ChildGuard, bin_path, free_port, wait_for_tcp};
+
+/// Path of the workspace root (the parent of the `tests` crate).
+pub fn workspace_root() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Path of `tests/fixtures`.
+pub fn fixtures_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
