@@ -18,11 +18,13 @@
     clippy::indexing_slicing
 )]
 
+pub mod gateway;
 pub mod jwt;
 pub mod oidc;
 pub mod postgres;
 pub mod proc;
 
+pub use gateway::{CliUser, Gateway, LoginPrompt};
 pub use jwt::Signer;
 pub use oidc::{OidcOptions, OidcProvider, TestUser, USERS};
 pub use postgres::{PasswordKind, Postgres};

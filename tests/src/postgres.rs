@@ -174,36 +174,42 @@ impl Postgres {
         );
         std::fs::write(data_dir.join("pg_hba.conf"), hba).context("write pg_hba.conf")?;
 
-        // postgres, in the foreground, as our direct child.
-        let port = free_port();
-        let mut cmd = std::process::Command::new(bin_dir.join("postgres"));
-        cmd.arg("-D")
-            .arg(&data_dir)
-            .arg("-p")
-            .arg(port.to_string())
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", socket_dir.display()))
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
-            .args(["-c", "log_connections=on", "-c", "log_min_messages=warning"])
-            .args(["-c", "password_encryption=scram-sha-256"])
-            .current_dir(dir.path())
-            .env("LC_ALL", "C");
-        if let Some((uid, gid)) = owner {
-            cmd.uid(uid).gid(gid);
-        }
-        let mut child = ChildGuard::spawn("postgres", &mut cmd, dir.path())?;
-        // SIGQUIT = immediate shutdown (what `pg_ctl stop -m immediate` sends).
-        child.set_stop_signal(Signal::QUIT, Duration::from_secs(5));
+        // postgres, in the foreground, as our direct child. The port comes from
+        // free_port(), so retry if another process grabbed it in between.
+        let mut attempt = 0;
+        let (port, child) = loop {
+            attempt += 1;
+            let port = free_port();
+            let mut cmd = std::process::Command::new(bin_dir.join("postgres"));
+            cmd.arg("-D")
+                .arg(&data_dir)
+                .arg("-p")
+                .arg(port.to_string())
+                .args(["-c", "listen_addresses=127.0.0.1"])
+                .arg("-c")
+                .arg(format!("unix_socket_directories={}", socket_dir.display()))
+                .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+                .args(["-c", "full_page_writes=off"])
+                .args(["-c", "log_connections=on", "-c", "log_min_messages=warning"])
+                .args(["-c", "password_encryption=scram-sha-256"])
+                .current_dir(dir.path())
+                .env("LC_ALL", "C");
+            if let Some((uid, gid)) = owner {
+                cmd.uid(uid).gid(gid);
+            }
+            let mut child = ChildGuard::spawn("postgres", &mut cmd, dir.path())?;
+            // SIGQUIT = immediate shutdown (what `pg_ctl stop -m immediate` sends).
+            child.set_stop_signal(Signal::QUIT, Duration::from_secs(5));
+            match wait_ready(&mut child, &bin_dir, port, Duration::from_secs(30)).await {
+                Ok(()) => break (port, child),
+                Err(_) if attempt < 3 && child.stderr().contains("could not bind") => {
+                    drop(child);
+                }
+                Err(e) => return Err(e),
+            }
+        };
 
-        let mut pg = Self {
+        let pg = Self {
             port,
             host: "127.0.0.1".to_owned(),
             bin_dir,
@@ -212,50 +218,12 @@ impl Postgres {
             child,
             dir,
         };
-        pg.wait_ready(Duration::from_secs(30)).await?;
         pg.psql(
             "postgres",
             &format!("CREATE ROLE {} NOLOGIN", quote_ident(MD5_GROUP)),
         )
         .await?;
         Ok(pg)
-    }
-
-    async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
-        self.child.wait_for_tcp(addr, timeout).await?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.child.ensure_running()?;
-            let status = tokio::process::Command::new(self.bin_dir.join("pg_isready"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    SUPERUSER,
-                    "-d",
-                    "postgres",
-                    "-t",
-                    "2",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .await
-                .context("run pg_isready")?;
-            if status.success() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "PostgreSQL not ready within {timeout:?}\n{}",
-                    self.child.logs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/DB` (superuser).
@@ -404,6 +372,36 @@ impl Postgres {
     /// Root of the cluster's temp dir (holds `data/`, the socket and the logs).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+/// Wait until the cluster accepts TCP connections and `pg_isready` says yes.
+async fn wait_ready(
+    child: &mut ChildGuard,
+    bin_dir: &Path,
+    port: u16,
+    timeout: Duration,
+) -> Result<()> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    child.wait_for_tcp(addr, timeout).await?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        child.ensure_running()?;
+        let status = tokio::process::Command::new(bin_dir.join("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", SUPERUSER])
+            .args(["-d", "postgres", "-t", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .context("run pg_isready")?;
+        if status.success() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("PostgreSQL not ready within {timeout:?}\n{}", child.logs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

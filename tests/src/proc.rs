@@ -8,7 +8,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use rustix::process::{Pid, Signal};
+use rustix::process::Pid;
+/// Signals for [`ChildGuard::signal`] and [`ChildGuard::set_stop_signal`] (`Signal::TERM`, ...).
+pub use rustix::process::Signal;
 
 /// A currently free TCP port on 127.0.0.1 (bind to port 0, read it back, release it).
 ///

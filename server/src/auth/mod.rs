@@ -88,6 +88,9 @@ fn default_algorithms() -> Vec<Algorithm> {
     ]
 }
 
+/// How often discovery is retried while the IdP is unreachable.
+const DISCOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 enum Mode {
     Builtin {
         issuer: Arc<issuer::BuiltinIssuer>,
@@ -97,6 +100,9 @@ enum Mode {
         issuer: String,
         policy: JwtPolicy,
         discovered: OnceCell<External>,
+        // When discovery last failed: retried at most every DISCOVERY_RETRY, so an IdP outage
+        // does not turn every request into an outbound call.
+        last_failure: std::sync::Mutex<Option<std::time::Instant>>,
     },
 }
 
@@ -138,6 +144,7 @@ impl Authenticator {
                 issuer: issuer.to_string(),
                 policy,
                 discovered: OnceCell::new(),
+                last_failure: std::sync::Mutex::new(None),
             },
             store,
             http,
@@ -207,11 +214,26 @@ impl Authenticator {
                 issuer,
                 policy,
                 discovered,
+                last_failure,
             } => {
+                let recently_failed = last_failure
+                    .lock()
+                    .ok()
+                    .and_then(|g| *g)
+                    .is_some_and(|t| t.elapsed() < DISCOVERY_RETRY);
+                if discovered.get().is_none() && recently_failed {
+                    return Err(AuthFailure::new(
+                        "idp_unavailable",
+                        "the identity provider's discovery document is unavailable; try again shortly",
+                    ));
+                }
                 let ext = discovered
                     .get_or_try_init(|| async {
                         let meta = oidc::discover(&self.http, issuer).await.map_err(|e| {
                             tracing::warn!(error = %e, "OIDC discovery failed");
+                            if let Ok(mut g) = last_failure.lock() {
+                                *g = Some(std::time::Instant::now());
+                            }
                             AuthFailure::new(
                                 "idp_unavailable",
                                 format!("cannot reach the identity provider: {e}"),
@@ -231,8 +253,15 @@ impl Authenticator {
                     // Some IdPs keep groups out of tokens; ask userinfo with the same token.
                     if let Some(ep) = &ext.userinfo {
                         match oidc::userinfo(&self.http, ep, bearer).await {
-                            Ok(info) => {
+                            // OIDC Core §5.3.2: userinfo claims count only for the same subject.
+                            Ok(info)
+                                if info.get("sub").and_then(|v| v.as_str())
+                                    == Some(t.subject.as_str()) =>
+                            {
                                 groups = oidc::groups_from_claims(&info, &self.groups_claim)
+                            }
+                            Ok(_) => {
+                                tracing::warn!("userinfo answered for another subject; ignored")
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "userinfo lookup for groups failed")

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what the tests need when it is missing,
+# builds once, and runs every test: unit, property and end-to-end against real PostgreSQL,
+# OpenSSH and an OIDC provider.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+
+need_pkgs=()
+command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
+command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql-client)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need_pkgs+=(openssh-client)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  say "installing Debian packages: ${need_pkgs[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+
+fixture=tests/fixtures/oidc-provider
+if [ ! -d "$fixture/node_modules/oidc-provider" ]; then
+  say "installing the OIDC provider fixture (npm ci)"
+  npm ci --prefix "$fixture" --no-audit --no-fund --loglevel=error
+fi
+
+say "building (once, all targets)"
+cargo build --workspace --all-targets --locked
+
+say "running the tests"
+# The end-to-end suite finds hoop and hoopd next to its own test binary.
+cargo test --workspace --locked -- --test-threads="${HOOP_TEST_THREADS:-4}"
