@@ -275,9 +275,12 @@ impl TrustedClient {
 
     /// Turns a transport error into the right exit code, naming a changed certificate exactly.
     pub fn explain(&self, gateway: &str, err: &reqwest::Error) -> CliError {
-        if let Trust::Pin(pin) = &self.trust {
-            if let Some(seen) = self.seen.lock().ok().and_then(|s| s.clone()) {
-                if &seen != pin {
+        if let Trust::Pin(pin) = &self.trust
+            && let Some(seen) = self.seen.lock().ok().and_then(|s| s.clone())
+            && &seen != pin
+        {
+            {
+                {
                     return CliError::new(
                         Exit::Certificate,
                         format!(

@@ -367,15 +367,19 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             problems.push("`server.tls_cert` and `server.tls_key` go together".to_string());
         }
-        if let Some(url) = &self.server.public_url {
-            if !url.starts_with("https://") {
+        if let Some(url) = &self.server.public_url
+            && !url.starts_with("https://")
+        {
+            {
                 problems.push(format!(
                     "`server.public_url` must be an https URL, got {url:?}"
                 ));
             }
         }
-        if let Some(iss) = &self.auth.issuer {
-            if url::Url::parse(iss).is_err() {
+        if let Some(iss) = &self.auth.issuer
+            && url::Url::parse(iss).is_err()
+        {
+            {
                 problems.push(format!("`auth.issuer` is not a URL: {iss:?}"));
             }
         }
@@ -419,8 +423,10 @@ impl Config {
             if c.user.is_none() {
                 problems.push(format!("`{at}.user` is required"));
             }
-            if let Some(secret) = &c.password {
-                if let Err(e) = secret.resolve() {
+            if let Some(secret) = &c.password
+                && let Err(e) = secret.resolve()
+            {
+                {
                     problems.push(format!("`{at}.password`: {e}"));
                 }
             }
@@ -457,7 +463,7 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 pub const STARTER: &str = include_str!("starter.toml");
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

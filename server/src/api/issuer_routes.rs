@@ -26,11 +26,11 @@ pub(super) fn router() -> Router<AppState> {
         .route("/device", get(device_page).post(device_submit))
 }
 
-fn issuer(s: &AppState) -> Result<&BuiltinIssuer, Response> {
+fn issuer(s: &AppState) -> Result<&BuiltinIssuer, Box<Response>> {
     s.auth
         .builtin_issuer()
         .map(|i| i.as_ref())
-        .ok_or_else(|| (StatusCode::NOT_FOUND, "no built-in issuer").into_response())
+        .ok_or_else(|| Box::new((StatusCode::NOT_FOUND, "no built-in issuer").into_response()))
 }
 
 fn oauth_error(e: &TokenError) -> Response {
@@ -63,14 +63,14 @@ async fn discovery(State(s): State<AppState>) -> Response {
             }
             Json(d).into_response()
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn jwks(State(s): State<AppState>) -> Response {
     match issuer(&s) {
         Ok(i) => Json(i.jwks()).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -88,7 +88,7 @@ async fn device_code(
 ) -> Response {
     let i = match issuer(&s) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let client_id = f.get("client_id").map(String::as_str).unwrap_or_default();
     match i.device_authorize(client_id, f.get("scope").map(String::as_str)) {
@@ -104,7 +104,7 @@ async fn token(
 ) -> Response {
     let i = match issuer(&s) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let source = addr.map(|a| a.0.0.to_string());
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or_default();
@@ -227,7 +227,7 @@ async fn device_submit(
 ) -> Response {
     let i = match issuer(&s) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or_default();
     let (code, user) = (get("user_code"), get("username"));

@@ -91,6 +91,8 @@ fn default_algorithms() -> Vec<Algorithm> {
 /// How often discovery is retried while the IdP is unreachable.
 const DISCOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
+// One value per gateway: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Mode {
     Builtin {
         issuer: Arc<issuer::BuiltinIssuer>,
