@@ -31,6 +31,8 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             [CompletionResult]::new('whoami', 'whoami', [CompletionResultType]::ParameterValue, 'Show who the gateway thinks you are')
             [CompletionResult]::new('connections', 'connections', [CompletionResultType]::ParameterValue, 'List the connections you may use')
             [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List the connections you may use')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Open a local port that tunnels to a connection through the gateway')
+            [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List recorded sessions (`show <id>` for one session''s statement log)')
             [CompletionResult]::new('completion', 'completion', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -74,6 +76,49 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'hoop;connect' {
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Local port; default 5433 for PostgreSQL (the next free one if taken)')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, '`json`: print one `ready` event with host, port, user, password and url')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, '`json`: print one `ready` event with host, port, user, password and url')
+            [CompletionResult]::new('--gateway', '--gateway', [CompletionResultType]::ParameterName, 'Gateway URL (default: the one you last logged in to)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'hoop;sessions' {
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Only this user''s sessions (subject or name)')
+            [CompletionResult]::new('--connection', '--connection', [CompletionResultType]::ParameterName, 'Only sessions on this connection')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only sessions started since: a time span ago (`1h`, `7d`) or an RFC 3339 time')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Only sessions started before: a time span ago or an RFC 3339 time')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most this many sessions, newest first')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--gateway', '--gateway', [CompletionResultType]::ParameterName, 'Gateway URL (default: the one you last logged in to)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one session and its statement log')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'hoop;sessions;show' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--gateway', '--gateway', [CompletionResultType]::ParameterName, 'Gateway URL (default: the one you last logged in to)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'hoop;sessions;help' {
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one session and its statement log')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'hoop;sessions;help;show' {
+            break
+        }
+        'hoop;sessions;help;help' {
+            break
+        }
         'hoop;completion' {
             [CompletionResult]::new('--gateway', '--gateway', [CompletionResultType]::ParameterName, 'Gateway URL (default: the one you last logged in to)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -85,6 +130,8 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Forget the cached tokens for the gateway')
             [CompletionResult]::new('whoami', 'whoami', [CompletionResultType]::ParameterValue, 'Show who the gateway thinks you are')
             [CompletionResult]::new('connections', 'connections', [CompletionResultType]::ParameterValue, 'List the connections you may use')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Open a local port that tunnels to a connection through the gateway')
+            [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List recorded sessions (`show <id>` for one session''s statement log)')
             [CompletionResult]::new('completion', 'completion', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -99,6 +146,16 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             break
         }
         'hoop;help;connections' {
+            break
+        }
+        'hoop;help;connect' {
+            break
+        }
+        'hoop;help;sessions' {
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one session and its statement log')
+            break
+        }
+        'hoop;help;sessions;show' {
             break
         }
         'hoop;help;completion' {

@@ -32,6 +32,8 @@ complete -c hoop -n "__fish_hoop_needs_command" -f -a "logout" -d 'Forget the ca
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "whoami" -d 'Show who the gateway thinks you are'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "connections" -d 'List the connections you may use'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "ls" -d 'List the connections you may use'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "connect" -d 'Open a local port that tunnels to a connection through the gateway'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "sessions" -d 'List recorded sessions (`show <id>` for one session\'s statement log)'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "completion" -d 'Print a shell completion script'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c hoop -n "__fish_hoop_using_subcommand login" -l ca-file -d 'Trust the gateway\'s certificate through this CA bundle (PEM)' -r -F
@@ -53,11 +55,36 @@ complete -c hoop -n "__fish_hoop_using_subcommand ls" -s o -l output -d 'Output 
 json\t'JSON for programs'"
 complete -c hoop -n "__fish_hoop_using_subcommand ls" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand ls" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hoop -n "__fish_hoop_using_subcommand connect" -l port -d 'Local port; default 5433 for PostgreSQL (the next free one if taken)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand connect" -s o -l output -d '`json`: print one `ready` event with host, port, user, password and url' -r -f -a "table\t'Aligned columns for people'
+json\t'JSON for programs'"
+complete -c hoop -n "__fish_hoop_using_subcommand connect" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l user -d 'Only this user\'s sessions (subject or name)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l connection -d 'Only sessions on this connection' -r
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l since -d 'Only sessions started since: a time span ago (`1h`, `7d`) or an RFC 3339 time' -r
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l until -d 'Only sessions started before: a time span ago or an RFC 3339 time' -r
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l limit -d 'At most this many sessions, newest first' -r
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'JSON for programs'"
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -f -a "show" -d 'Show one session and its statement log'
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'JSON for programs'"
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and __fish_seen_subcommand_from show" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one session and its statement log'
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c hoop -n "__fish_hoop_using_subcommand completion" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand completion" -s h -l help -d 'Print help'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections completion help" -f -a "login" -d 'Log in to a gateway (OIDC device flow) and cache the tokens'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections completion help" -f -a "logout" -d 'Forget the cached tokens for the gateway'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections completion help" -f -a "whoami" -d 'Show who the gateway thinks you are'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections completion help" -f -a "connections" -d 'List the connections you may use'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections completion help" -f -a "completion" -d 'Print a shell completion script'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "login" -d 'Log in to a gateway (OIDC device flow) and cache the tokens'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "logout" -d 'Forget the cached tokens for the gateway'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "whoami" -d 'Show who the gateway thinks you are'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "connections" -d 'List the connections you may use'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "connect" -d 'Open a local port that tunnels to a connection through the gateway'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "sessions" -d 'List recorded sessions (`show <id>` for one session\'s statement log)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "completion" -d 'Print a shell completion script'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and __fish_seen_subcommand_from sessions" -f -a "show" -d 'Show one session and its statement log'

@@ -7,6 +7,7 @@ pub mod exit;
 pub mod gateway;
 pub mod settings;
 pub mod trust;
+pub mod tunnel;
 pub mod ui;
 
 use std::io::Write;
@@ -51,6 +52,10 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Open a local port that tunnels to a connection through the gateway.
+    Connect(commands::connect::ConnectArgs),
+    /// List recorded sessions (`show <id>` for one session's statement log).
+    Sessions(commands::sessions::SessionsArgs),
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -150,6 +155,8 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Logout => commands::logout::run(&ctx).await,
         Command::Whoami { output } => commands::whoami::run(&ctx, output).await,
         Command::Connections { output } => commands::connections::run(&ctx, output).await,
+        Command::Connect(args) => commands::connect::run(&ctx, args).await,
+        Command::Sessions(args) => commands::sessions::run(&ctx, args).await,
         Command::Completion { .. } => Err(CliError::new(Exit::Internal, "unreachable")),
     }
 }

@@ -234,6 +234,50 @@ pub async fn probe_fingerprint(gateway: &url::Url) -> CliResult<String> {
     })
 }
 
+/// A rustls client configuration (ALPN h2, http/1.1) that trusts the gateway as `trust`
+/// says; `seen` records the certificate a pinned gateway presented.
+pub fn rustls_config(
+    trust: &Trust,
+    seen: Arc<Mutex<Option<String>>>,
+) -> CliResult<rustls::ClientConfig> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let builder = rustls::ClientConfig::builder();
+    let mut config = match trust {
+        Trust::System => builder
+            .with_platform_verifier()
+            .map_err(|e| {
+                crate::exit::internal(format!(
+                    "cannot load the system's trusted certificates: {e}"
+                ))
+            })?
+            .with_no_client_auth(),
+        Trust::CaFile(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| usage(format!("cannot read CA file {}: {e}", path.display())))?;
+            let mut roots = rustls::RootCertStore::empty();
+            use rustls::pki_types::pem::PemObject;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| {
+                    usage(format!(
+                        "CA file {} is not a PEM bundle: {e}",
+                        path.display()
+                    ))
+                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| usage(format!("CA file {}: {e}", path.display())))?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        Trust::Pin(pin) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinVerifier::new(pin.clone(), seen)))
+            .with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// A built reqwest client plus, for pinned gateways, what certificate it last saw.
 #[derive(Clone)]
 pub struct TrustedClient {
@@ -245,6 +289,11 @@ pub struct TrustedClient {
 }
 
 impl TrustedClient {
+    /// What the pinned verifier last saw (shared with tunnel connections).
+    pub fn seen(&self) -> Arc<Mutex<Option<String>>> {
+        self.seen.clone()
+    }
+
     /// Builds a client that trusts the gateway as `trust` says. No redirects are followed.
     pub fn new(trust: Trust) -> CliResult<Self> {
         let seen = Arc::new(Mutex::new(None));
@@ -275,6 +324,11 @@ impl TrustedClient {
 
     /// Turns a transport error into the right exit code, naming a changed certificate exactly.
     pub fn explain(&self, gateway: &str, err: &reqwest::Error) -> CliError {
+        self.explain_text(gateway, &error_chain(err), err.is_timeout())
+    }
+
+    /// Same as [`TrustedClient::explain`] for errors that are not reqwest's (tunnels).
+    pub fn explain_text(&self, gateway: &str, text: &str, timeout: bool) -> CliError {
         if let Trust::Pin(pin) = &self.trust
             && let Some(seen) = self.seen.lock().ok().and_then(|s| s.clone())
             && &seen != pin
@@ -293,7 +347,6 @@ impl TrustedClient {
                 }
             }
         }
-        let text = error_chain(err);
         if text.contains("certificate")
             || text.contains("UnknownIssuer")
             || text.contains("invalid peer")
@@ -306,7 +359,7 @@ impl TrustedClient {
                 ),
             );
         }
-        if err.is_timeout() {
+        if timeout {
             return CliError::new(
                 Exit::Timeout,
                 format!("the gateway {gateway} did not answer in time"),

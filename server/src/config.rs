@@ -22,6 +22,12 @@ pub struct Config {
     /// Targets users reach through the gateway.
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
+    /// Named guardrail rule sets, attached to connections by name.
+    #[serde(default)]
+    pub guardrails: Vec<crate::policy::guardrails::GuardrailConfig>,
+    /// Named masking rule sets, attached to connections by name.
+    #[serde(default)]
+    pub masking: Vec<crate::policy::masking::MaskingConfig>,
 }
 
 /// `[server]`
@@ -98,6 +104,9 @@ pub struct AuthConfig {
     /// Members of these groups are gateway administrators.
     #[serde(default)]
     pub admins: Vec<String>,
+    /// Members read all sessions and the audit log; they change nothing.
+    #[serde(default)]
+    pub auditors: Vec<String>,
     /// Accepted JWS algorithms. `none` and HMAC algorithms are refused whatever is listed.
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
@@ -131,6 +140,7 @@ impl Default for AuthConfig {
             scopes: default_scopes(),
             groups_claim: default_groups_claim(),
             admins: Vec::new(),
+            auditors: Vec::new(),
             algorithms: None,
             leeway: default_leeway(),
             jwks_refetch_interval: default_jwks_refetch(),
@@ -199,6 +209,33 @@ pub struct ConnectionConfig {
     /// Groups allowed to use this connection.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// TLS to the target: `disable` (default), `require` (encrypted, identity not checked, like
+    /// libpq's sslmode=require) or `verify-full` (checked against `tls_ca_file` and the host).
+    #[serde(default)]
+    pub tls: UpstreamTls,
+    /// CA bundle for `tls = "verify-full"`.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Guardrail rule sets applied to every statement (names from `[[guardrails]]` or the
+    /// built-ins `no-ddl`, `no-unbounded-writes`, `read-only`).
+    #[serde(default)]
+    pub guardrails: Vec<String>,
+    /// Masking rule sets applied to results (names from `[[masking]]` or the built-in `pii`).
+    #[serde(default)]
+    pub masking: Vec<String>,
+}
+
+/// TLS from the gateway to a target.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTls {
+    /// Plain TCP.
+    #[default]
+    Disable,
+    /// Encrypted; the certificate is not checked.
+    Require,
+    /// Encrypted and verified against `tls_ca_file` and the host name.
+    VerifyFull,
 }
 
 /// Supported target protocols.
@@ -353,6 +390,11 @@ impl Config {
             abs(p);
         }
         for c in &mut self.connections {
+            if let Some(p) = c.tls_ca_file.as_mut() {
+                abs(p);
+            }
+        }
+        for c in &mut self.connections {
             if let Some(SecretRef { file: Some(p), .. }) = c.password.as_mut() {
                 abs(p);
             }
@@ -430,6 +472,9 @@ impl Config {
                     problems.push(format!("`{at}.password`: {e}"));
                 }
             }
+        }
+        if let Err(e) = crate::policy::compile_all(self) {
+            problems.push(e);
         }
         problems
     }

@@ -27,6 +27,10 @@ use crate::tls::{self, TlsMaterial};
 
 /// A TLS handshake that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 receive window per tunnel stream.
+pub const TUNNEL_STREAM_WINDOW: u32 = 4 << 20;
+/// HTTP/2 receive window per TLS connection (all its tunnels).
+pub const TUNNEL_CONNECTION_WINDOW: u32 = 32 << 20;
 /// In-flight requests get this long to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -135,17 +139,22 @@ impl Gateway {
                     "builtin_issuer": config.auth.issuer.is_none(),
                     "connections": connections,
                     "admins": config.auth.admins,
+                    "auditors": config.auth.auditors,
                     "version": env!("CARGO_PKG_VERSION"),
                 }),
             ))
             .await
             .context("the audit log cannot be written; refusing to start")?;
+        let policies = crate::policy::compile_all(&config).map_err(anyhow::Error::msg)?;
+        let recorder = crate::recording::Recorder::start(store.clone());
         let state = AppState {
             config: Arc::new(config),
             auth: Arc::new(auth),
             store,
             audit,
             metrics: Arc::new(Metrics::default()),
+            recorder,
+            policies: Arc::new(policies),
         };
         Ok(Gateway {
             state,
@@ -202,6 +211,7 @@ impl Gateway {
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let router = router.clone();
+            let state = self.state.clone();
             let metrics = metrics.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
@@ -223,10 +233,30 @@ impl Gateway {
                 let svc = hyper::service::service_fn(
                     move |mut req: hyper::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(ClientAddr(peer));
-                        router.clone().oneshot(req)
+                        let router = router.clone();
+                        let state = state.clone();
+                        async move {
+                            // Tunnels: CONNECT has no path, so it is dispatched before the router.
+                            if req.method() == http::Method::CONNECT {
+                                Ok::<_, std::convert::Infallible>(
+                                    crate::tunnel::handle_connect(req, state, peer).await,
+                                )
+                            } else {
+                                router.oneshot(req).await
+                            }
+                        }
                     },
                 );
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                // Large flow-control windows: one TLS connection carries many busy tunnels.
+                builder
+                    .http2()
+                    .initial_stream_window_size(TUNNEL_STREAM_WINDOW)
+                    .initial_connection_window_size(TUNNEL_CONNECTION_WINDOW)
+                    .max_frame_size(256 * 1024)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .keep_alive_interval(Some(Duration::from_secs(30)));
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
                 if let Err(e) = watcher.watch(conn.into_owned()).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");

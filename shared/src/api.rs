@@ -1,6 +1,8 @@
 //! Types of the gateway's HTTP API (`/api/v1`). Both sides serialise these, so a change here is a
 //! change of the wire contract.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/auth/config`: everything the CLI needs to log in, knowing only the gateway URL.
@@ -74,4 +76,83 @@ pub struct ApiError {
     pub error: String,
     /// A sentence for humans: what was wrong and what to do.
     pub message: String,
+}
+
+/// Whether a session is still open.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Open: `ended_at` is null and the counters are those of the log so far.
+    Active,
+    /// Closed: the counters are final.
+    Ended,
+}
+
+/// One entry of `GET /api/v1/sessions`, and `GET /api/v1/sessions/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Session id.
+    pub id: String,
+    /// The user's stable subject.
+    pub subject: String,
+    /// The user's display name.
+    pub name: String,
+    /// The connection used.
+    pub connection: String,
+    /// Protocol: `postgres`, `ssh`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The client's address as the gateway saw it.
+    pub client_addr: Option<String>,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339; null while the session is active.
+    pub ended_at: Option<String>,
+    /// `active` or `ended`.
+    pub state: SessionState,
+    /// Milliseconds from start to end; null while active.
+    pub duration_ms: Option<u64>,
+    /// Bytes from the client to the target (0 while active).
+    pub bytes_up: u64,
+    /// Bytes from the target to the client (0 while active).
+    pub bytes_down: u64,
+    /// Statements seen.
+    pub statements: u64,
+    /// Statements blocked.
+    pub blocked: u64,
+    /// Values masked, by detector or rule (empty while active).
+    pub masked: BTreeMap<String, u64>,
+    /// Why the session ended.
+    pub end_reason: Option<String>,
+}
+
+/// One entry of `GET /api/v1/sessions/{id}/statements`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatementInfo {
+    /// Position in the session (`after=` pages on it).
+    pub seq: u64,
+    /// RFC 3339.
+    pub at: String,
+    /// The statement as the client sent it.
+    pub text: String,
+    /// Bound parameters, masked; null is SQL NULL.
+    pub params: Vec<Option<String>>,
+    /// `allow` or `block`.
+    pub verdict: String,
+    /// The rule that decided, if any.
+    pub rule: Option<String>,
+    /// Why it was blocked.
+    pub reason: Option<String>,
+    /// `ok`, `error`, `blocked` or `skipped`.
+    pub outcome: String,
+    /// The target's command tag (`SELECT 3`).
+    pub tag: Option<String>,
+    /// SQLSTATE of an error.
+    pub sqlstate: Option<String>,
+    /// Rows returned or affected, when known.
+    pub rows: Option<u64>,
+    /// Microseconds from the statement to its completion.
+    pub duration_us: u64,
+    /// Values masked in its results, by detector or rule.
+    pub masked: BTreeMap<String, u64>,
 }

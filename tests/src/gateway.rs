@@ -335,3 +335,74 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A running `hoop connect` and what it printed.
+pub struct Tunnel {
+    /// The local port.
+    pub port: u16,
+    /// The one-time password.
+    pub password: String,
+    /// The database in the URL.
+    pub database: String,
+    /// The ready-to-use URL.
+    pub url: String,
+    child: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl Tunnel {
+    /// A libpq URL with another password (to test refusals).
+    pub fn url_with_password(&self, password: &str) -> String {
+        format!(
+            "postgres://hoop:{password}@127.0.0.1:{}/{}?sslmode=disable",
+            self.port, self.database
+        )
+    }
+
+    /// `hoop connect`'s stderr so far.
+    pub fn logs(&self) -> String {
+        self.child.logs()
+    }
+}
+
+impl CliUser {
+    /// Pins `gw` in this user's settings (what `hoop login --fingerprint` leaves behind).
+    pub fn pin(&self, gw: &Gateway) -> Result<()> {
+        let cfg = self.home.path().join(".config/hoop");
+        std::fs::create_dir_all(&cfg)?;
+        std::fs::write(
+            cfg.join("config.toml"),
+            format!(
+                "gateway = \"{}\"\n[gateways.\"{}\"]\nfingerprint = \"{}\"\n",
+                gw.url, gw.url, gw.fingerprint
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// Starts `hoop connect <name> -o json` with `env` and waits for its `ready` event.
+    pub async fn connect(&self, name: &str, env: &[(&str, &str)]) -> Result<Tunnel> {
+        let dir = tempfile::Builder::new().prefix("hoop-connect-").tempdir()?;
+        let port = free_port();
+        let mut cmd =
+            self.command(&["connect", name, "-o", "json", "--port", &port.to_string()])?;
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = ChildGuard::spawn("hoop-connect", &mut cmd, dir.path())?;
+        child.set_stop_signal(Signal::TERM, Duration::from_secs(5));
+        let line = child
+            .wait_for_output("\"event\":\"ready\"", Duration::from_secs(30))
+            .await?;
+        let v: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("ready line {line:?}"))?;
+        Ok(Tunnel {
+            port: v["port"].as_u64().context("port")? as u16,
+            password: v["password"].as_str().context("password")?.to_string(),
+            database: v["database"].as_str().context("database")?.to_string(),
+            url: v["url"].as_str().context("url")?.to_string(),
+            child,
+            _dir: dir,
+        })
+    }
+}

@@ -1,7 +1,9 @@
 //! One module per `hoop` command.
 
 pub mod completion;
+pub mod connect;
 pub mod connections;
 pub mod login;
 pub mod logout;
+pub mod sessions;
 pub mod whoami;

@@ -4,6 +4,7 @@
 
 mod caller;
 mod issuer_routes;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +38,17 @@ pub struct AppState {
     pub audit: AuditLog,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Session and statement recordings.
+    pub recorder: crate::recording::Recorder,
+    /// Compiled policy per connection name.
+    pub policies: Arc<std::collections::HashMap<String, Arc<crate::policy::Policy>>>,
+}
+
+impl AppState {
+    /// The compiled policy of a connection (an empty policy if it has none).
+    pub fn policy_for(&self, connection: &str) -> Arc<crate::policy::Policy> {
+        self.policies.get(connection).cloned().unwrap_or_default()
+    }
 }
 
 /// The peer address of the connection a request came on (set by the accept loop).
@@ -93,7 +105,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/auth/config", get(auth_config))
         .route("/api/v1/me", get(me))
-        .route("/api/v1/connections", get(connections));
+        .route("/api/v1/connections", get(connections))
+        .merge(sessions::router());
     if state.auth.builtin_issuer().is_some() {
         r = r.merge(issuer_routes::router());
     }

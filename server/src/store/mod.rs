@@ -6,6 +6,8 @@ mod sqlite;
 use async_trait::async_trait;
 use hoop_shared::audit::StoredRecord;
 
+use crate::policy::MaskCounts;
+
 pub use sqlite::SqliteStore;
 
 /// A store failure. Messages never contain secrets.
@@ -74,6 +76,128 @@ pub struct RefreshRecord {
     pub expires_at: i64,
 }
 
+/// A session as it opens: who, where to, from where. Written before the session may proceed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStart {
+    /// Unique session id, chosen by the adapter.
+    pub id: String,
+    /// The caller's stable subject (authorisation and "my sessions" key on it).
+    pub subject: String,
+    /// The caller's display name.
+    pub name: String,
+    /// The connection's configured name.
+    pub connection: String,
+    /// Protocol: `postgres`, `ssh`, ...
+    pub kind: String,
+    /// The client's address as the gateway saw it.
+    pub client_addr: Option<String>,
+    /// Unix milliseconds.
+    pub started_at_ms: i64,
+}
+
+/// One statement of a database session's structured log. Nothing here is ever unmasked: the
+/// adapter masks parameters before handing them over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementRecord {
+    /// The session it belongs to.
+    pub session_id: String,
+    /// Position in the session, increasing; unique per session.
+    pub seq: u64,
+    /// Unix milliseconds when the statement arrived.
+    pub at_ms: i64,
+    /// The statement text as the client sent it.
+    pub text: String,
+    /// Bound parameters (extended protocol), already masked; `None` is SQL NULL.
+    pub params: Vec<Option<String>>,
+    /// `allow` or `block`.
+    pub verdict: String,
+    /// The rule that decided, when one did.
+    pub rule: Option<String>,
+    /// Why it was blocked.
+    pub reason: Option<String>,
+    /// `ok`, `error`, `blocked` or `skipped`.
+    pub outcome: String,
+    /// The command tag (`SELECT 3`), when the target answered one.
+    pub tag: Option<String>,
+    /// The SQLSTATE of an error.
+    pub sqlstate: Option<String>,
+    /// Rows returned or affected, when known.
+    pub rows: Option<u64>,
+    /// Time from the statement to its completion, in microseconds.
+    pub duration_us: u64,
+    /// Values masked in this statement's results.
+    pub masked: MaskCounts,
+}
+
+/// How a session ended: its totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// Unix milliseconds.
+    pub ended_at_ms: i64,
+    /// Bytes from the client to the target.
+    pub bytes_up: u64,
+    /// Bytes from the target to the client.
+    pub bytes_down: u64,
+    /// Statements seen.
+    pub statements: u64,
+    /// Statements blocked.
+    pub blocked: u64,
+    /// Values masked over the whole session.
+    pub masked: MaskCounts,
+    /// Why it ended, in a few words (`client closed`, `recording failed`, ...).
+    pub end_reason: String,
+}
+
+/// A stored session, open or ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// How it started.
+    pub start: SessionStart,
+    /// Unix milliseconds; `None` while the session is open.
+    pub ended_at_ms: Option<i64>,
+    /// Bytes up (0 until the session ends).
+    pub bytes_up: u64,
+    /// Bytes down (0 until the session ends).
+    pub bytes_down: u64,
+    /// Statements: the summary's once ended, counted from the log so far while open.
+    pub statements: u64,
+    /// Blocked statements, counted the same way.
+    pub blocked: u64,
+    /// Masked values (empty until the session ends).
+    pub masked: MaskCounts,
+    /// Why it ended.
+    pub end_reason: Option<String>,
+}
+
+/// Which sessions to list. Every set field narrows the result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// Exactly this subject (the authorisation scope of a caller who may only see their own).
+    pub subject: Option<String>,
+    /// This subject or display name (what a person types after `--user`).
+    pub user: Option<String>,
+    /// This connection.
+    pub connection: Option<String>,
+    /// Started at or after (unix milliseconds).
+    pub since_ms: Option<i64>,
+    /// Started before (unix milliseconds).
+    pub until_ms: Option<i64>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// What the recorder's writer commits in one transaction (group commit), applied in this order:
+/// new sessions, statements, then ends, which is the order any one session produces them in.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingBatch {
+    /// Sessions to insert.
+    pub started: Vec<SessionStart>,
+    /// Statements to append.
+    pub statements: Vec<StatementRecord>,
+    /// Sessions to close, by id.
+    pub ended: Vec<(String, SessionSummary)>,
+}
+
 /// The gateway's durable state.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -109,4 +233,30 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_append(&self, events: &[Vec<u8>]) -> Result<i64, StoreError>;
     /// Records with `seq > after`, at most `limit`, in order.
     async fn audit_range(&self, after: i64, limit: i64) -> Result<Vec<StoredRecord>, StoreError>;
+
+    /// Records a new session; `Conflict` if the id exists.
+    async fn session_insert(&self, session: &SessionStart) -> Result<(), StoreError>;
+    /// Closes a session with its totals; false if no such session or it was already closed.
+    async fn session_finish(&self, id: &str, summary: &SessionSummary) -> Result<bool, StoreError>;
+    /// Appends statements in one transaction; `Conflict` if a (session, seq) pair exists.
+    async fn statements_insert(&self, statements: &[StatementRecord]) -> Result<(), StoreError>;
+    /// Writes a recorder batch in one transaction. A session whose id already exists is skipped,
+    /// not fatal (one bad start must not lose everyone else's records): the ids skipped are
+    /// returned.
+    async fn recording_write(&self, batch: &RecordingBatch) -> Result<Vec<String>, StoreError>;
+    /// Closes every session still open, at its last recorded activity, with `reason`; returns
+    /// how many. Run at start-up: those sessions died with the previous process.
+    async fn sessions_close_open(&self, reason: &str) -> Result<u64, StoreError>;
+    /// Sessions matching `filter`, newest first.
+    async fn sessions_list(&self, filter: &SessionFilter) -> Result<Vec<SessionRow>, StoreError>;
+    /// One session.
+    async fn session_get(&self, id: &str) -> Result<Option<SessionRow>, StoreError>;
+    /// A session's statements with `seq > after_seq` (all when `None`), in order, at most
+    /// `limit`.
+    async fn statements_of(
+        &self,
+        session_id: &str,
+        after_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<StatementRecord>, StoreError>;
 }

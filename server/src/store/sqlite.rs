@@ -1,18 +1,23 @@
 //! The embedded default store: one SQLite file in the data dir, WAL mode.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use hoop_shared::audit::{GENESIS, StoredRecord, chain_hash};
-use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
+use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{ApiKeyRecord, RefreshRecord, Store, StoreError, UserRecord};
+use super::{
+    ApiKeyRecord, RecordingBatch, RefreshRecord, SessionFilter, SessionRow, SessionStart,
+    SessionSummary, StatementRecord, Store, StoreError, UserRecord,
+};
+use crate::policy::MaskCounts;
 
 /// SQLite-backed [`Store`].
 #[derive(Clone)]
@@ -88,6 +93,177 @@ fn record_from_row(r: &SqliteRow) -> Result<StoredRecord, StoreError> {
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// SQLite integers are signed; counters beyond `i64::MAX` do not occur, so saturate.
+fn to_db(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn from_db(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} is negative")))
+}
+
+fn masked_to_json(m: &MaskCounts) -> Result<String, StoreError> {
+    serde_json::to_string(&m.counts).map_err(|e| StoreError::Corrupt(format!("masked: {e}")))
+}
+
+fn masked_from_json(s: &str) -> Result<MaskCounts, StoreError> {
+    let counts: BTreeMap<String, u64> =
+        serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("masked: {e}")))?;
+    Ok(MaskCounts { counts })
+}
+
+/// Columns of a session row, the open ones' counters taken live from the statement log (the
+/// stored counters are only written when the session ends).
+const SESSION_COLUMNS: &str = "s.id, s.subject, s.name, s.connection, s.kind, s.client_addr, \
+     s.started_at_ms, s.ended_at_ms, s.bytes_up, s.bytes_down, s.masked_json, s.end_reason, \
+     CASE WHEN s.ended_at_ms IS NULL \
+       THEN (SELECT COUNT(*) FROM statements t WHERE t.session_id = s.id) \
+       ELSE s.statements END AS n_statements, \
+     CASE WHEN s.ended_at_ms IS NULL \
+       THEN (SELECT COUNT(*) FROM statements t WHERE t.session_id = s.id AND t.verdict = 'block') \
+       ELSE s.blocked END AS n_blocked";
+
+fn session_from_row(r: &SqliteRow) -> Result<SessionRow, StoreError> {
+    Ok(SessionRow {
+        start: SessionStart {
+            id: r.try_get("id")?,
+            subject: r.try_get("subject")?,
+            name: r.try_get("name")?,
+            connection: r.try_get("connection")?,
+            kind: r.try_get("kind")?,
+            client_addr: r.try_get("client_addr")?,
+            started_at_ms: r.try_get("started_at_ms")?,
+        },
+        ended_at_ms: r.try_get("ended_at_ms")?,
+        bytes_up: from_db(r.try_get("bytes_up")?, "bytes_up")?,
+        bytes_down: from_db(r.try_get("bytes_down")?, "bytes_down")?,
+        statements: from_db(r.try_get("n_statements")?, "statements")?,
+        blocked: from_db(r.try_get("n_blocked")?, "blocked")?,
+        masked: masked_from_json(&r.try_get::<String, _>("masked_json")?)?,
+        end_reason: r.try_get("end_reason")?,
+    })
+}
+
+fn statement_from_row(r: &SqliteRow) -> Result<StatementRecord, StoreError> {
+    let params: Vec<Option<String>> = serde_json::from_str(&r.try_get::<String, _>("params_json")?)
+        .map_err(|e| StoreError::Corrupt(format!("params: {e}")))?;
+    Ok(StatementRecord {
+        session_id: r.try_get("session_id")?,
+        seq: from_db(r.try_get("seq")?, "seq")?,
+        at_ms: r.try_get("at_ms")?,
+        text: r.try_get("text")?,
+        params,
+        verdict: r.try_get("verdict")?,
+        rule: r.try_get("rule")?,
+        reason: r.try_get("reason")?,
+        outcome: r.try_get("outcome")?,
+        tag: r.try_get("tag")?,
+        sqlstate: r.try_get("sqlstate")?,
+        rows: r
+            .try_get::<Option<i64>, _>("row_count")?
+            .map(|n| from_db(n, "row_count"))
+            .transpose()?,
+        duration_us: from_db(r.try_get("duration_us")?, "duration_us")?,
+        masked: masked_from_json(&r.try_get::<String, _>("masked_json")?)?,
+    })
+}
+
+/// Inserts a session. With `skip_existing`, an existing id is not an error and `false` comes
+/// back instead.
+async fn insert_session(
+    conn: &mut SqliteConnection,
+    s: &SessionStart,
+    skip_existing: bool,
+) -> Result<bool, StoreError> {
+    let sql = if skip_existing {
+        "INSERT INTO sessions (id, subject, name, connection, kind, client_addr, started_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    } else {
+        "INSERT INTO sessions (id, subject, name, connection, kind, client_addr, started_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)"
+    };
+    let r = sqlx::query(sql)
+        .bind(&s.id)
+        .bind(&s.subject)
+        .bind(&s.name)
+        .bind(&s.connection)
+        .bind(&s.kind)
+        .bind(&s.client_addr)
+        .bind(s.started_at_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("session {:?}", s.id))
+            } else {
+                e.into()
+            }
+        })?;
+    Ok(r.rows_affected() == 1)
+}
+
+async fn insert_statement(
+    conn: &mut SqliteConnection,
+    st: &StatementRecord,
+) -> Result<(), StoreError> {
+    let params = serde_json::to_string(&st.params)
+        .map_err(|e| StoreError::Corrupt(format!("params: {e}")))?;
+    sqlx::query(
+        "INSERT INTO statements (session_id, seq, at_ms, text, params_json, verdict, rule, reason, \
+         outcome, tag, sqlstate, row_count, duration_us, masked_json) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&st.session_id)
+    .bind(to_db(st.seq))
+    .bind(st.at_ms)
+    .bind(&st.text)
+    .bind(params)
+    .bind(&st.verdict)
+    .bind(&st.rule)
+    .bind(&st.reason)
+    .bind(&st.outcome)
+    .bind(&st.tag)
+    .bind(&st.sqlstate)
+    .bind(st.rows.map(to_db))
+    .bind(to_db(st.duration_us))
+    .bind(masked_to_json(&st.masked)?)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!(
+                "statement {} of session {:?}",
+                st.seq, st.session_id
+            ))
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
+}
+
+async fn finish_session(
+    conn: &mut SqliteConnection,
+    id: &str,
+    s: &SessionSummary,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "UPDATE sessions SET ended_at_ms = ?, bytes_up = ?, bytes_down = ?, statements = ?, \
+         blocked = ?, masked_json = ?, end_reason = ? WHERE id = ? AND ended_at_ms IS NULL",
+    )
+    .bind(s.ended_at_ms)
+    .bind(to_db(s.bytes_up))
+    .bind(to_db(s.bytes_down))
+    .bind(to_db(s.statements))
+    .bind(to_db(s.blocked))
+    .bind(masked_to_json(&s.masked)?)
+    .bind(&s.end_reason)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 #[async_trait]
@@ -304,6 +480,122 @@ impl Store for SqliteStore {
         .await?;
         rows.iter().map(record_from_row).collect()
     }
+
+    async fn session_insert(&self, session: &SessionStart) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_session(&mut conn, session, false).await?;
+        Ok(())
+    }
+
+    async fn session_finish(&self, id: &str, summary: &SessionSummary) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        finish_session(&mut conn, id, summary).await
+    }
+
+    async fn statements_insert(&self, statements: &[StatementRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for st in statements {
+            insert_statement(&mut tx, st).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recording_write(&self, batch: &RecordingBatch) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut skipped = Vec::new();
+        for s in &batch.started {
+            if !insert_session(&mut tx, s, true).await? {
+                skipped.push(s.id.clone());
+            }
+        }
+        for st in &batch.statements {
+            insert_statement(&mut tx, st).await?;
+        }
+        for (id, summary) in &batch.ended {
+            if !finish_session(&mut tx, id, summary).await? {
+                // Not fatal: the row may never have been written (its start failed) or was
+                // closed already; refusing the batch would lose other sessions' records.
+                tracing::warn!(session = %id, "end of an unknown or already closed session");
+            }
+        }
+        tx.commit().await?;
+        Ok(skipped)
+    }
+
+    async fn sessions_close_open(&self, reason: &str) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "UPDATE sessions SET \
+             ended_at_ms = COALESCE((SELECT MAX(t.at_ms) FROM statements t WHERE t.session_id = sessions.id), started_at_ms), \
+             statements = (SELECT COUNT(*) FROM statements t WHERE t.session_id = sessions.id), \
+             blocked = (SELECT COUNT(*) FROM statements t WHERE t.session_id = sessions.id AND t.verdict = 'block'), \
+             end_reason = ? \
+             WHERE ended_at_ms IS NULL",
+        )
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn sessions_list(&self, f: &SessionFilter) -> Result<Vec<SessionRow>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
+        q.push(SESSION_COLUMNS);
+        q.push(" FROM sessions s WHERE 1 = 1");
+        if let Some(subject) = &f.subject {
+            q.push(" AND s.subject = ").push_bind(subject.clone());
+        }
+        if let Some(user) = &f.user {
+            q.push(" AND (s.subject = ")
+                .push_bind(user.clone())
+                .push(" OR s.name = ")
+                .push_bind(user.clone())
+                .push(")");
+        }
+        if let Some(c) = &f.connection {
+            q.push(" AND s.connection = ").push_bind(c.clone());
+        }
+        if let Some(t) = f.since_ms {
+            q.push(" AND s.started_at_ms >= ").push_bind(t);
+        }
+        if let Some(t) = f.until_ms {
+            q.push(" AND s.started_at_ms < ").push_bind(t);
+        }
+        q.push(" ORDER BY s.started_at_ms DESC, s.id DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn session_get(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        // Only constants go into the text; the id is bound.
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn statements_of(
+        &self,
+        session_id: &str,
+        after_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<StatementRecord>, StoreError> {
+        // -1 is below every stored seq (they are u64), so "from the start" needs no second query.
+        let after = after_seq.map_or(-1, to_db);
+        let rows = sqlx::query(
+            "SELECT * FROM statements WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(session_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(statement_from_row).collect()
+    }
 }
 
 #[cfg(test)]
@@ -357,5 +649,231 @@ mod tests {
             store.user_create(&u).await,
             Err(StoreError::Conflict(_))
         ));
+    }
+
+    fn start(id: &str, subject: &str, connection: &str, at: i64) -> SessionStart {
+        SessionStart {
+            id: id.into(),
+            subject: subject.into(),
+            name: format!("{subject} name"),
+            connection: connection.into(),
+            kind: "postgres".into(),
+            client_addr: Some("127.0.0.1:5555".into()),
+            started_at_ms: at,
+        }
+    }
+
+    fn stmt(session: &str, seq: u64, verdict: &str) -> StatementRecord {
+        let mut masked = MaskCounts::default();
+        masked.bump("email");
+        StatementRecord {
+            session_id: session.into(),
+            seq,
+            at_ms: 10_000 + seq as i64,
+            text: format!("SELECT {seq}"),
+            params: vec![Some("a".into()), None],
+            verdict: verdict.into(),
+            rule: (verdict == "block").then(|| "no-ddl".into()),
+            reason: (verdict == "block").then(|| "DDL".into()),
+            outcome: if verdict == "block" { "blocked" } else { "ok" }.into(),
+            tag: Some("SELECT 1".into()),
+            sqlstate: (verdict == "block").then(|| "42501".into()),
+            rows: Some(3),
+            duration_us: 42,
+            masked,
+        }
+    }
+
+    fn summary(at: i64) -> SessionSummary {
+        let mut masked = MaskCounts::default();
+        masked.bump("credit_card");
+        masked.bump("credit_card");
+        SessionSummary {
+            ended_at_ms: at,
+            bytes_up: 100,
+            bytes_down: 2000,
+            statements: 7,
+            blocked: 1,
+            masked,
+            end_reason: "client closed".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let s = start("s1", "alice", "db", 1_000);
+        store.session_insert(&s).await.unwrap();
+        assert!(matches!(
+            store.session_insert(&s).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let stmts = vec![
+            stmt("s1", 1, "allow"),
+            stmt("s1", 2, "block"),
+            stmt("s1", 3, "allow"),
+        ];
+        store.statements_insert(&stmts).await.unwrap();
+
+        // Open: counters come from the log so far.
+        let open = store.session_get("s1").await.unwrap().unwrap();
+        assert_eq!(open.start, s);
+        assert_eq!(open.ended_at_ms, None);
+        assert_eq!((open.statements, open.blocked), (3, 1));
+
+        assert_eq!(store.statements_of("s1", None, 100).await.unwrap(), stmts);
+        let page = store.statements_of("s1", Some(1), 1).await.unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].seq, 2);
+        assert!(
+            store
+                .statements_of("s2", None, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A duplicate seq fails the whole transaction: nothing of it is stored.
+        let dup = [stmt("s1", 4, "allow"), stmt("s1", 1, "allow")];
+        assert!(matches!(
+            store.statements_insert(&dup).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.statements_of("s1", None, 100).await.unwrap().len(), 3);
+
+        assert!(store.session_finish("s1", &summary(9_000)).await.unwrap());
+        assert!(!store.session_finish("s1", &summary(9_500)).await.unwrap());
+        assert!(!store.session_finish("nope", &summary(9_500)).await.unwrap());
+        let done = store.session_get("s1").await.unwrap().unwrap();
+        assert_eq!(done.ended_at_ms, Some(9_000));
+        assert_eq!(
+            (done.statements, done.blocked),
+            (7, 1),
+            "the summary's totals"
+        );
+        assert_eq!((done.bytes_up, done.bytes_down), (100, 2000));
+        assert_eq!(done.masked.counts.get("credit_card"), Some(&2));
+        assert_eq!(done.end_reason.as_deref(), Some("client closed"));
+        assert!(store.session_get("nope").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn sessions_list_filters_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        store
+            .session_insert(&start("a1", "alice", "db", 1_000))
+            .await
+            .unwrap();
+        store
+            .session_insert(&start("a2", "alice", "web", 2_000))
+            .await
+            .unwrap();
+        store
+            .session_insert(&start("b1", "bob", "db", 3_000))
+            .await
+            .unwrap();
+        let ids = |rows: Vec<SessionRow>| rows.into_iter().map(|r| r.start.id).collect::<Vec<_>>();
+        let list = |f: SessionFilter| {
+            let store = store.clone();
+            async move { ids(store.sessions_list(&f).await.unwrap()) }
+        };
+        let all = SessionFilter {
+            limit: 100,
+            ..SessionFilter::default()
+        };
+        assert_eq!(list(all.clone()).await, ["b1", "a2", "a1"]);
+        assert_eq!(
+            list(SessionFilter {
+                limit: 2,
+                ..all.clone()
+            })
+            .await,
+            ["b1", "a2"]
+        );
+        assert_eq!(
+            list(SessionFilter {
+                subject: Some("alice".into()),
+                ..all.clone()
+            })
+            .await,
+            ["a2", "a1"]
+        );
+        assert_eq!(
+            list(SessionFilter {
+                user: Some("bob name".into()),
+                ..all.clone()
+            })
+            .await,
+            ["b1"]
+        );
+        assert_eq!(
+            list(SessionFilter {
+                connection: Some("db".into()),
+                ..all.clone()
+            })
+            .await,
+            ["b1", "a1"]
+        );
+        assert_eq!(
+            list(SessionFilter {
+                since_ms: Some(2_000),
+                until_ms: Some(3_000),
+                ..all.clone()
+            })
+            .await,
+            ["a2"]
+        );
+        // Scoped to alice, a filter on bob widens nothing.
+        assert!(
+            list(SessionFilter {
+                subject: Some("alice".into()),
+                user: Some("bob".into()),
+                ..all
+            })
+            .await
+            .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn recording_batch_and_abandoned_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        store
+            .session_insert(&start("old", "alice", "db", 1_000))
+            .await
+            .unwrap();
+        let batch = RecordingBatch {
+            started: vec![
+                start("new", "bob", "db", 2_000),
+                start("old", "mallory", "db", 2_000),
+            ],
+            statements: vec![stmt("old", 1, "allow"), stmt("old", 2, "block")],
+            ended: vec![("new".into(), summary(3_000))],
+        };
+        let skipped = store.recording_write(&batch).await.unwrap();
+        assert_eq!(
+            skipped,
+            ["old"],
+            "an existing id is skipped, not overwritten"
+        );
+        let old = store.session_get("old").await.unwrap().unwrap();
+        assert_eq!(old.start.subject, "alice");
+        assert_eq!(
+            store.session_get("new").await.unwrap().unwrap().ended_at_ms,
+            Some(3_000)
+        );
+
+        assert_eq!(
+            store.sessions_close_open("gateway stopped").await.unwrap(),
+            1
+        );
+        let old = store.session_get("old").await.unwrap().unwrap();
+        assert_eq!(old.ended_at_ms, Some(10_002), "its last statement");
+        assert_eq!((old.statements, old.blocked), (2, 1));
+        assert_eq!(old.end_reason.as_deref(), Some("gateway stopped"));
+        assert_eq!(store.sessions_close_open("again").await.unwrap(), 0);
     }
 }

@@ -1,0 +1,240 @@
+//! The PostgreSQL adapter: the gateway is the server to the client (through the tunnel) and the
+//! client to the target. It checks the local client's one-time password, logs in upstream with
+//! the vaulted credential, remaps the cancel key, and relays both directions through the policy
+//! pipeline (see `relay.rs`).
+
+pub mod codec;
+mod relay;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use bytes::BytesMut;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::audit::event;
+use crate::tunnel::TunnelContext;
+use codec::{Limits, Startup};
+
+/// Messages from the client larger than this end the session (COPY data arrives in chunks, so
+/// only a single enormous query text could come near it).
+pub const CLIENT_LIMITS: Limits = Limits {
+    max_message: 64 << 20,
+};
+/// Messages from the target larger than this end the session.
+pub const SERVER_LIMITS: Limits = Limits {
+    max_message: 512 << 20,
+};
+
+/// Where to send a cancel for a key we handed out.
+#[derive(Debug, Clone)]
+struct CancelTarget {
+    address: String,
+    pid: i32,
+    key: i32,
+    subject: String,
+}
+
+/// Keys we gave clients → the target's real keys. Process-wide: a cancel arrives on a new
+/// stream, possibly from another `hoop connect` process of the same user.
+static CANCEL_KEYS: LazyLock<Mutex<HashMap<(i32, i32), CancelTarget>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn cancel_keys() -> std::sync::MutexGuard<'static, HashMap<(i32, i32), CancelTarget>> {
+    CANCEL_KEYS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes a session's cancel key when the session ends.
+struct CancelKeyGuard((i32, i32));
+
+impl Drop for CancelKeyGuard {
+    fn drop(&mut self) {
+        cancel_keys().remove(&self.0);
+    }
+}
+
+/// Reads the untagged startup packets: answers SSL/GSSENC requests with 'N', handles a cancel,
+/// and returns the startup parameters.
+async fn read_startup<C: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut C,
+    buf: &mut BytesMut,
+) -> Result<Option<Vec<(String, String)>>, String> {
+    loop {
+        let n = loop {
+            match codec::startup_frame_len(buf, CLIENT_LIMITS) {
+                Ok(Some(n)) => break n,
+                Ok(None) => {}
+                Err(e) => return Err(format!("bad startup packet: {e}")),
+            }
+            buf.reserve(1024);
+            if client.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
+                return Ok(None);
+            }
+        };
+        let packet = buf.split_to(n);
+        match codec::parse_startup(&packet).map_err(|e| e.to_string())? {
+            // The local hop is loopback and the tunnel is TLS: no TLS inside the tunnel.
+            Startup::Ssl | Startup::GssEnc => {
+                client.write_all(b"N").await.map_err(|e| e.to_string())?
+            }
+            Startup::Cancel { pid, key } => {
+                let target = cancel_keys().get(&(pid, key)).cloned();
+                if let Some(t) = target {
+                    let mut out = BytesMut::new();
+                    codec::put_cancel(&mut out, t.pid, t.key);
+                    if let Ok(mut s) = tokio::net::TcpStream::connect(&t.address).await {
+                        let _ = s.write_all(&out).await;
+                        tracing::info!(subject = %t.subject, "query cancel relayed to the target");
+                    }
+                }
+                return Ok(None);
+            }
+            Startup::Startup(params) => return Ok(Some(params)),
+        }
+    }
+}
+
+/// Constant-time comparison, so the one-time secret cannot be guessed byte by byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn fatal<C: AsyncWrite + Unpin>(client: &mut C, sqlstate: &str, message: &str) {
+    let mut out = BytesMut::new();
+    codec::put_error(&mut out, b'E', "FATAL", sqlstate, message, None);
+    let _ = client.write_all(&out).await;
+    let _ = client.shutdown().await;
+}
+
+/// Serves one tunnel stream as a PostgreSQL session.
+pub async fn serve<C>(mut client: C, ctx: TunnelContext)
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut buf = BytesMut::with_capacity(8192);
+    let params = match read_startup(&mut client, &mut buf).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return,
+        Err(e) => {
+            fatal(&mut client, "08P01", &e).await;
+            return;
+        }
+    };
+
+    // Client authentication: the one-time password `hoop connect` printed.
+    let mut out = BytesMut::new();
+    codec::put_auth(&mut out, 3, &[]);
+    if client.write_all(&out).await.is_err() {
+        return;
+    }
+    let password = loop {
+        match codec::frame_len(&buf, CLIENT_LIMITS) {
+            Ok(Some(n)) => {
+                let msg = buf.split_to(n);
+                if msg.first() != Some(&b'p') {
+                    fatal(&mut client, "08P01", "expected a password message").await;
+                    return;
+                }
+                break codec::cstr(codec::body(&msg))
+                    .map(|(p, _)| p.to_vec())
+                    .unwrap_or_default();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                fatal(&mut client, "08P01", &e.to_string()).await;
+                return;
+            }
+        }
+        buf.reserve(1024);
+        match client.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    };
+    if !same(&password, ctx.secret.as_bytes()) {
+        let ev = event(
+            "access.denied",
+            Some(&ctx.identity.subject),
+            Some(ctx.peer.to_string()),
+            "denied",
+            json!({"connection": ctx.connection.name, "reason": "wrong_one_time_password"}),
+        );
+        let _ = ctx.state.audit.record_nowait(ev).await;
+        fatal(
+            &mut client,
+            "28P01",
+            "password authentication failed: use the one-time password that `hoop connect` printed",
+        )
+        .await;
+        return;
+    }
+
+    let secret = match ctx
+        .connection
+        .password
+        .as_ref()
+        .map(|p| p.resolve())
+        .transpose()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(connection = %ctx.connection.name, error = %e, "target password unavailable");
+            fatal(
+                &mut client,
+                "08006",
+                "the gateway cannot read this connection's credential; ask an administrator",
+            )
+            .await;
+            return;
+        }
+    };
+    let up = match upstream::connect(
+        &ctx.connection,
+        secret.as_ref().map(|s| s.expose()),
+        &params,
+        SERVER_LIMITS,
+    )
+    .await
+    {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(connection = %ctx.connection.name, error = %e, "upstream login failed");
+            fatal(&mut client, "08006", &format!("hoop: {e}")).await;
+            return;
+        }
+    };
+    // The target accepted the gateway's login: the client is in. What the target sent after
+    // its AuthenticationOk (ParameterStatus, BackendKeyData, ReadyForQuery) follows in order.
+    out.clear();
+    codec::put_auth(&mut out, 0, &[]);
+    if client.write_all(&out).await.is_err() {
+        return;
+    }
+    relay::run(client, buf, up, ctx, params).await;
+}
+
+/// Registers the target's real key under a fresh random one for the client.
+fn register_cancel_key(
+    address: &str,
+    pid: i32,
+    key: i32,
+    subject: &str,
+) -> (i32, i32, CancelKeyGuard) {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let mut map = cancel_keys();
+    loop {
+        let fake = (rng.random_range(1..i32::MAX), rng.random::<i32>());
+        if let std::collections::hash_map::Entry::Vacant(e) = map.entry(fake) {
+            e.insert(CancelTarget {
+                address: address.to_string(),
+                pid,
+                key,
+                subject: subject.to_string(),
+            });
+            return (fake.0, fake.1, CancelKeyGuard(fake));
+        }
+    }
+}

@@ -1,0 +1,985 @@
+//! The two directions of a PostgreSQL session after login.
+//!
+//! client → target (`client_to_server`): every Query and Parse goes through the guardrails.
+//! Extended-protocol messages are held until Sync or Flush, so a batch with a blocked Parse is
+//! answered by the gateway and never reaches the target. Everything else is forwarded as the
+//! bytes that arrived, batched into one write per read.
+//!
+//! target → client (`server_to_client`): DataRows are masked using the current RowDescription;
+//! CommandComplete / ErrorResponse / ReadyForQuery close statements for the recorder. The
+//! gateway's own answers (a blocked statement's error) are merged into this stream in order: the
+//! other direction queues "what the target will answer next" and "what the gateway answers",
+//! and this direction emits the gateway's answers exactly when the target has answered
+//! everything sent before them.
+//!
+//! Known limits (documented in docs/guardrails.md): a blocked statement does not abort the
+//! surrounding transaction on the target; column rules need the table name, which the gateway
+//! learns from table OIDs it looks up once per session.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+
+use super::codec::{self, Column};
+use super::upstream::{Stream, Upstream};
+use super::{CLIENT_LIMITS, SERVER_LIMITS, register_cancel_key};
+use crate::audit::event;
+use crate::policy::masking::MaskCounts as LiveCounts;
+use crate::policy::{MaskCounts, Policy, Verdict};
+use crate::recording::{SessionStart, SessionSummary, StatementRecord};
+use crate::tunnel::TunnelContext;
+use crate::util::random_chars;
+
+/// Read buffers start here and grow for larger messages.
+const READ_CHUNK: usize = 64 * 1024;
+/// An extended-protocol batch larger than this is forwarded without waiting for Sync.
+const MAX_HELD_BATCH: usize = 8 << 20;
+
+fn now_ms() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+}
+
+/// A statement in flight: what to record when the target answers.
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    text: Arc<str>,
+    params: Vec<Option<String>>,
+    simple: bool,
+    started: Instant,
+    at_ms: i64,
+    tags: Vec<String>,
+    rows: u64,
+    error: Option<(String, String)>,
+}
+
+/// What the target will answer next, and the gateway's own answers, in stream order.
+#[derive(Debug)]
+enum Item {
+    /// A statement (Query or Execute) whose outcome is pending.
+    Stmt(Box<Pending>),
+    /// A Describe whose RowDescription/NoData is forwarded (client's) or swallowed (ours).
+    Describe { injected: bool },
+    /// A Sync or Query: the target answers ReadyForQuery.
+    Sync,
+    /// The gateway's answer; `ready` appends ReadyForQuery with the current status.
+    Local { bytes: BytesMut, ready: bool },
+}
+
+/// Shared counters of one session.
+#[derive(Default)]
+struct Counters {
+    up: AtomicU64,
+    down: AtomicU64,
+    statements: AtomicU64,
+    blocked: AtomicU64,
+    seq: AtomicU64,
+}
+
+struct Session {
+    id: String,
+    ctx: TunnelContext,
+    policy: Arc<Policy>,
+    counters: Counters,
+}
+
+impl Session {
+    fn next_seq(&self) -> u64 {
+        self.counters.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    async fn record(
+        &self,
+        p: Pending,
+        outcome: &str,
+        verdict: (&str, Option<String>, Option<String>),
+        masked: MaskCounts,
+    ) {
+        self.counters.statements.fetch_add(1, Ordering::Relaxed);
+        let (tag, rows) = match p.tags.last() {
+            Some(t) => (Some(p.tags.join("; ")), Some(p.rows.max(tag_rows(t)))),
+            None => (None, None),
+        };
+        let rec = StatementRecord {
+            session_id: self.id.clone(),
+            seq: p.seq,
+            at_ms: p.at_ms,
+            text: p.text.to_string(),
+            params: p.params,
+            verdict: verdict.0.to_string(),
+            rule: verdict.1,
+            reason: verdict.2,
+            outcome: outcome.to_string(),
+            tag,
+            sqlstate: p.error.as_ref().map(|e| e.0.clone()),
+            rows,
+            duration_us: p.started.elapsed().as_micros() as u64,
+            masked,
+        };
+        if let Err(e) = self.ctx.state.recorder.statement(rec).await {
+            tracing::error!(session = %self.id, error = %e, "cannot record a statement");
+        }
+    }
+}
+
+/// Rows from a command tag (`SELECT 3`, `INSERT 0 5`, `UPDATE 2`, `COPY 10`).
+fn tag_rows(tag: &str) -> u64 {
+    tag.rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs the session until either side closes.
+pub(super) async fn run<C>(
+    client: C,
+    client_buf: BytesMut,
+    up: Upstream,
+    ctx: TunnelContext,
+    _params: Vec<(String, String)>,
+) where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let policy = ctx.state.policy_for(&ctx.connection.name);
+    let session = Arc::new(Session {
+        id: format!(
+            "s_{}",
+            random_chars(b"abcdefghijkmnpqrstuvwxyz23456789", 12)
+        ),
+        ctx,
+        policy,
+        counters: Counters::default(),
+    });
+    let ctx = &session.ctx;
+    let start = SessionStart {
+        id: session.id.clone(),
+        subject: ctx.identity.subject.clone(),
+        name: ctx.identity.name.clone(),
+        connection: ctx.connection.name.clone(),
+        kind: "postgres".into(),
+        client_addr: Some(ctx.peer.to_string()),
+        started_at_ms: now_ms(),
+    };
+    let (mut client_r, mut client_w) = tokio::io::split(client);
+    // Fail closed: a session that cannot be recorded does not start.
+    if let Err(e) = ctx.state.recorder.session_started(start).await {
+        tracing::error!(error = %e, "cannot record the session start; refusing it");
+        let mut out = BytesMut::new();
+        codec::put_error(
+            &mut out,
+            b'E',
+            "FATAL",
+            "58000",
+            "hoop: the gateway cannot record sessions right now",
+            None,
+        );
+        let _ = client_w.write_all(&out).await;
+        return;
+    }
+    let ev = event(
+        "session.started",
+        Some(&ctx.identity.subject),
+        Some(ctx.peer.to_string()),
+        "success",
+        json!({"session": session.id, "connection": ctx.connection.name, "kind": "postgres"}),
+    );
+    let _ = ctx.state.audit.record_nowait(ev).await;
+
+    let Upstream {
+        stream,
+        buf: server_buf,
+    } = up;
+    let (server_r, mut server_w) = tokio::io::split(stream);
+    let (tx, rx) = mpsc::unbounded_channel::<Item>();
+
+    let s2c = {
+        let session = session.clone();
+        tokio::spawn(
+            async move { server_to_client(session, server_r, server_buf, client_w, rx).await },
+        )
+    };
+    let c2s = client_to_server(&session, &mut client_r, client_buf, &mut server_w, tx).await;
+    // The client is gone (or sent Terminate): close the target side, then wait for the other
+    // direction to drain.
+    let _ = server_w.shutdown().await;
+    let (live, s2c_reason) = s2c
+        .await
+        .unwrap_or_else(|_| (LiveCounts::default(), "internal error".into()));
+    let masked = MaskCounts::from(&live);
+    let reason = match c2s {
+        Ok(()) => s2c_reason,
+        Err(e) => e,
+    };
+    let c = &session.counters;
+    let summary = SessionSummary {
+        ended_at_ms: now_ms(),
+        bytes_up: c.up.load(Ordering::Relaxed),
+        bytes_down: c.down.load(Ordering::Relaxed),
+        statements: c.statements.load(Ordering::Relaxed),
+        blocked: c.blocked.load(Ordering::Relaxed),
+        masked: masked.clone(),
+        end_reason: reason.clone(),
+    };
+    let _ = ctx.state.recorder.session_ended(&session.id, summary).await;
+    let ev = event(
+        "session.ended",
+        Some(&ctx.identity.subject),
+        Some(ctx.peer.to_string()),
+        "success",
+        json!({"session": session.id, "connection": ctx.connection.name, "reason": reason,
+               "statements": c.statements.load(Ordering::Relaxed), "blocked": c.blocked.load(Ordering::Relaxed),
+               "masked": masked.counts}),
+    );
+    let _ = ctx.state.audit.record_nowait(ev).await;
+}
+
+/// State of the client's extended-protocol batch.
+#[derive(Default)]
+struct Batch {
+    bytes: BytesMut,
+    items: Vec<Item>,
+    blocked: Option<(String, String)>,
+    /// After a blocked batch that ended at Flush: drop everything until Sync.
+    discarding: bool,
+    /// Part of the current extended sequence already reached the target.
+    forwarded: bool,
+}
+
+/// Per-connection view of prepared statements and portals, for recording and masking.
+#[derive(Default)]
+struct Extended {
+    statements: HashMap<Vec<u8>, Arc<str>>,
+    portals: HashMap<Vec<u8>, (Arc<str>, Vec<Option<String>>, bool)>,
+}
+
+fn blocked_error(rule: &str, reason: &str) -> BytesMut {
+    let mut b = BytesMut::new();
+    codec::put_error(
+        &mut b,
+        b'E',
+        "ERROR",
+        "42501",
+        &format!("blocked by guardrail {rule}: {reason}"),
+        Some("hoop refused this statement; the session continues"),
+    );
+    b
+}
+
+async fn client_to_server<R, W>(
+    session: &Session,
+    client: &mut R,
+    mut buf: BytesMut,
+    server: &mut W,
+    tx: mpsc::UnboundedSender<Item>,
+) -> Result<(), String>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let policy = session.policy.clone();
+    let masking = policy.masking_active();
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let mut batch = Batch::default();
+    let mut ext = Extended::default();
+    let mut described: Option<Vec<u8>> = None;
+    // Prepared statement texts by name (SQL PREPARE and protocol Parse), so EXECUTE is judged
+    // as what it runs.
+    let mut prepared: HashMap<String, String> = HashMap::new();
+    let send = |item: Item| tx.send(item).map_err(|_| "target side closed".to_string());
+    loop {
+        // Process every complete message in the buffer.
+        loop {
+            let n = match codec::frame_len(&buf, CLIENT_LIMITS) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(e) => return Err(format!("client protocol error: {e}")),
+            };
+            let msg = buf.split_to(n);
+            let tag = msg.first().copied().unwrap_or_default();
+            if batch.discarding && tag != b'S' {
+                continue;
+            }
+            match tag {
+                b'Q' => {
+                    let text: Arc<str> = String::from_utf8_lossy(
+                        codec::query_text(&msg).map_err(|e| e.to_string())?,
+                    )
+                    .into();
+                    let pending = Pending {
+                        seq: session.next_seq(),
+                        text: text.clone(),
+                        params: Vec::new(),
+                        simple: true,
+                        started: Instant::now(),
+                        at_ms: now_ms(),
+                        tags: Vec::new(),
+                        rows: 0,
+                        error: None,
+                    };
+                    let (verdict, defs) = policy.check_sql(&text, &|n| prepared.get(n).cloned());
+                    match verdict {
+                        Verdict::Allow => {
+                            prepared.extend(defs);
+                            send(Item::Stmt(Box::new(pending)))?;
+                            send(Item::Sync)?;
+                            out.extend_from_slice(&msg);
+                        }
+                        Verdict::Block { rule, reason } => {
+                            block(session, pending, &rule, &reason).await;
+                            send(Item::Local {
+                                bytes: blocked_error(&rule, &reason),
+                                ready: true,
+                            })?;
+                        }
+                    }
+                }
+                b'P' => {
+                    let (name, text) = codec::parse_msg(&msg).map_err(|e| e.to_string())?;
+                    let text: Arc<str> = String::from_utf8_lossy(text).into();
+                    let (verdict, _) = policy.check_sql(&text, &|n| prepared.get(n).cloned());
+                    if !name.is_empty() && verdict == Verdict::Allow {
+                        prepared
+                            .insert(String::from_utf8_lossy(name).into_owned(), text.to_string());
+                    }
+                    if batch.blocked.is_none() {
+                        if let Verdict::Block { rule, reason } = verdict {
+                            let p = Pending {
+                                seq: session.next_seq(),
+                                text: text.clone(),
+                                params: Vec::new(),
+                                simple: false,
+                                started: Instant::now(),
+                                at_ms: now_ms(),
+                                tags: Vec::new(),
+                                rows: 0,
+                                error: None,
+                            };
+                            block(session, p, &rule, &reason).await;
+                            batch.blocked = Some((rule, reason));
+                        }
+                    }
+                    ext.statements.insert(name.to_vec(), text);
+                    batch.bytes.extend_from_slice(&msg);
+                }
+                b'B' => {
+                    let bind = codec::bind_msg(&msg).map_err(|e| e.to_string())?;
+                    let text = ext
+                        .statements
+                        .get(bind.statement)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from(""));
+                    let params = bind
+                        .params
+                        .iter()
+                        .map(|p| p.map(|v| record_param(&policy, v)))
+                        .collect();
+                    ext.portals
+                        .insert(bind.portal.to_vec(), (text, params, false));
+                    described = None;
+                    batch.bytes.extend_from_slice(&msg);
+                }
+                b'D' => {
+                    if masking {
+                        batch.items.push(Item::Describe { injected: false });
+                        if msg.get(5) == Some(&b'P') {
+                            described = codec::name_after_kind(&msg).map(<[u8]>::to_vec);
+                        }
+                    }
+                    batch.bytes.extend_from_slice(&msg);
+                }
+                b'E' => {
+                    let portal = codec::execute_portal(&msg).unwrap_or_default().to_vec();
+                    let (text, params, _) = ext
+                        .portals
+                        .get(&portal)
+                        .cloned()
+                        .unwrap_or_else(|| (Arc::from(""), Vec::new(), false));
+                    if masking && described.as_deref() != Some(portal.as_slice()) {
+                        // Masking needs this portal's columns and formats: ask the target, and
+                        // swallow the answer (the client did not ask).
+                        let mut body = vec![b'P'];
+                        body.extend_from_slice(&portal);
+                        body.push(0);
+                        codec::put_message(&mut batch.bytes, b'D', &body);
+                        batch.items.push(Item::Describe { injected: true });
+                        described = Some(portal.clone());
+                    }
+                    batch.items.push(Item::Stmt(Box::new(Pending {
+                        seq: session.next_seq(),
+                        text,
+                        params,
+                        simple: false,
+                        started: Instant::now(),
+                        at_ms: now_ms(),
+                        tags: Vec::new(),
+                        rows: 0,
+                        error: None,
+                    })));
+                    batch.bytes.extend_from_slice(&msg);
+                }
+                b'C' => {
+                    match msg.get(5) {
+                        Some(b'S') => {
+                            if let Some(n) = codec::name_after_kind(&msg) {
+                                ext.statements.remove(n);
+                            }
+                        }
+                        Some(b'P') => {
+                            if let Some(n) = codec::name_after_kind(&msg) {
+                                ext.portals.remove(n);
+                            }
+                        }
+                        _ => {}
+                    }
+                    batch.bytes.extend_from_slice(&msg);
+                }
+                b'S' | b'H' => {
+                    let sync = tag == b'S';
+                    if batch.discarding {
+                        // The blocked part never reached the target.
+                        batch.discarding = false;
+                        if batch.forwarded {
+                            send(Item::Sync)?;
+                            out.extend_from_slice(&msg);
+                        } else {
+                            send(Item::Local {
+                                bytes: BytesMut::new(),
+                                ready: true,
+                            })?;
+                        }
+                        batch.forwarded = false;
+                        continue;
+                    }
+                    if let Some((rule, reason)) = batch.blocked.take() {
+                        batch.bytes.clear();
+                        batch.items.clear();
+                        if sync && !batch.forwarded {
+                            send(Item::Local {
+                                bytes: blocked_error(&rule, &reason),
+                                ready: true,
+                            })?;
+                        } else {
+                            send(Item::Local {
+                                bytes: blocked_error(&rule, &reason),
+                                ready: false,
+                            })?;
+                            if sync {
+                                send(Item::Sync)?;
+                                out.extend_from_slice(&msg);
+                                batch.forwarded = false;
+                            } else {
+                                batch.discarding = true;
+                            }
+                        }
+                        continue;
+                    }
+                    for item in batch.items.drain(..) {
+                        send(item)?;
+                    }
+                    out.extend_from_slice(&batch.bytes);
+                    batch.bytes.clear();
+                    out.extend_from_slice(&msg);
+                    if sync {
+                        send(Item::Sync)?;
+                        batch.forwarded = false;
+                    } else {
+                        batch.forwarded = true;
+                    }
+                }
+                b'F' => {
+                    // FunctionCall runs a function by OID: nothing for the guardrails to read.
+                    let p = Pending {
+                        seq: session.next_seq(),
+                        text: Arc::from("<FunctionCall>"),
+                        params: Vec::new(),
+                        simple: true,
+                        started: Instant::now(),
+                        at_ms: now_ms(),
+                        tags: Vec::new(),
+                        rows: 0,
+                        error: None,
+                    };
+                    let (rule, reason) = (
+                        "protocol",
+                        "the fast-path FunctionCall message is not allowed through hoop",
+                    );
+                    block(session, p, rule, reason).await;
+                    send(Item::Local {
+                        bytes: blocked_error(rule, reason),
+                        ready: true,
+                    })?;
+                }
+                b'X' => {
+                    out.extend_from_slice(&msg);
+                    server.write_all(&out).await.map_err(|e| e.to_string())?;
+                    return Ok(());
+                }
+                _ => out.extend_from_slice(&msg),
+            }
+            if batch.bytes.len() > MAX_HELD_BATCH {
+                // A pipeline this long without Sync: forward what is held (it was checked).
+                if batch.blocked.is_none() {
+                    for item in batch.items.drain(..) {
+                        send(item)?;
+                    }
+                    out.extend_from_slice(&batch.bytes);
+                    batch.bytes.clear();
+                    batch.forwarded = true;
+                }
+            }
+        }
+        if !out.is_empty() {
+            session
+                .counters
+                .up
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
+            server
+                .write_all(&out)
+                .await
+                .map_err(|e| format!("write to target: {e}"))?;
+            out.clear();
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_CHUNK);
+        }
+        match client.read_buf(&mut buf).await {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("client read: {e}")),
+        }
+    }
+}
+
+/// Records and audits a blocked statement.
+async fn block(session: &Session, p: Pending, rule: &str, reason: &str) {
+    session.counters.blocked.fetch_add(1, Ordering::Relaxed);
+    let ev = event(
+        "statement.blocked",
+        Some(&session.ctx.identity.subject),
+        Some(session.ctx.peer.to_string()),
+        "denied",
+        json!({"session": session.id, "connection": session.ctx.connection.name, "rule": rule, "reason": reason,
+               "statement": masked_text(&session.policy, &p.text)}),
+    );
+    let _ = session.ctx.state.audit.record_nowait(ev).await;
+    session
+        .record(
+            p,
+            "blocked",
+            ("block", Some(rule.to_string()), Some(reason.to_string())),
+            MaskCounts::default(),
+        )
+        .await;
+}
+
+/// A parameter as recorded: text with the detectors applied (binary shown as its length).
+fn record_param(policy: &Policy, v: &[u8]) -> String {
+    match std::str::from_utf8(v) {
+        Ok(_) => masked_text(policy, &String::from_utf8_lossy(v)),
+        Err(_) => format!("<{} bytes>", v.len()),
+    }
+}
+
+/// Text with the detectors applied, for recordings and audit records.
+fn masked_text(policy: &Policy, text: &str) -> String {
+    let mut out = Vec::new();
+    let mut counts = LiveCounts::default();
+    if policy.mask_text(text.as_bytes(), &mut out, &mut counts) {
+        String::from_utf8_lossy(&out).into_owned()
+    } else {
+        text.to_string()
+    }
+}
+
+/// What to do with each column of the current result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ColAction {
+    Pass,
+    /// Whole value replaced (column rule).
+    Replace(Vec<u8>),
+    /// Detectors over the text.
+    Detect,
+    /// Binary value that cannot be checked: sent as NULL.
+    Withhold,
+}
+
+/// Type OIDs whose binary form cannot carry text a detector would find.
+fn binary_is_harmless(type_oid: u32) -> bool {
+    // bool, int2, int4, oid, float4, float8, date, time, timestamp, timestamptz, interval, uuid
+    matches!(
+        type_oid,
+        16 | 21 | 23 | 26 | 700 | 701 | 1082 | 1083 | 1114 | 1184 | 1186 | 2950
+    )
+}
+
+/// Type OIDs whose binary form is the text itself.
+fn binary_is_text(type_oid: u32) -> bool {
+    // text, varchar, bpchar, name, json, unknown
+    matches!(type_oid, 25 | 1043 | 1042 | 19 | 114 | 705)
+}
+
+fn plan_for(policy: &Policy, cols: &[Column], tables: &HashMap<u32, String>) -> Vec<ColAction> {
+    cols.iter()
+        .map(|c| {
+            let table = tables.get(&c.table_oid).map(String::as_str);
+            match (policy.column_masked(table, &c.name), c.format) {
+                (Some(r), 0) => ColAction::Replace(r.to_vec()),
+                (Some(_), _) => ColAction::Withhold,
+                (None, 0) => ColAction::Detect,
+                (None, _) if binary_is_harmless(c.type_oid) => ColAction::Pass,
+                (None, _) if binary_is_text(c.type_oid) => ColAction::Detect,
+                (None, _) => ColAction::Withhold,
+            }
+        })
+        .collect()
+}
+
+struct S2c {
+    queue: VecDeque<Item>,
+    status: u8,
+    plan: Vec<ColAction>,
+    plan_active: bool,
+    copy_out: Option<bool>,
+    masked: LiveCounts,
+    tables: HashMap<u32, String>,
+    scratch: Vec<u8>,
+}
+
+impl S2c {
+    /// Emits the gateway's own answers that are due (nothing of the target's is pending before
+    /// them).
+    fn flush_local(&mut self, out: &mut BytesMut) {
+        while matches!(self.queue.front(), Some(Item::Local { .. })) {
+            if let Some(Item::Local { bytes, ready }) = self.queue.pop_front() {
+                out.extend_from_slice(&bytes);
+                if ready {
+                    codec::put_ready(out, self.status);
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, item: Item, out: &mut BytesMut) {
+        self.queue.push_back(item);
+        self.flush_local(out);
+    }
+
+    /// The first pending statement before the next Sync.
+    fn current_stmt(&mut self) -> Option<&mut Pending> {
+        for item in self.queue.iter_mut() {
+            match item {
+                Item::Stmt(p) => return Some(p),
+                Item::Sync => return None,
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Pops the first Describe before the next Sync; returns whether it was injected.
+    fn pop_describe(&mut self) -> Option<bool> {
+        let idx = self
+            .queue
+            .iter()
+            .position(|i| matches!(i, Item::Describe { .. } | Item::Sync))?;
+        match self.queue.get(idx) {
+            Some(Item::Describe { injected }) => {
+                let injected = *injected;
+                self.queue.remove(idx);
+                Some(injected)
+            }
+            _ => None,
+        }
+    }
+
+    /// Removes and returns the first statement if it is an extended one (it is complete).
+    fn take_extended(&mut self) -> Option<Pending> {
+        let idx = self
+            .queue
+            .iter()
+            .position(|i| matches!(i, Item::Stmt(_) | Item::Sync))?;
+        match self.queue.get(idx) {
+            Some(Item::Stmt(p)) if !p.simple => match self.queue.remove(idx) {
+                Some(Item::Stmt(p)) => Some(*p),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+async fn server_to_client<W>(
+    session: Arc<Session>,
+    mut server: ReadHalf<Box<dyn Stream>>,
+    mut buf: BytesMut,
+    mut client: WriteHalf<W>,
+    mut rx: mpsc::UnboundedReceiver<Item>,
+) -> (LiveCounts, String)
+where
+    W: AsyncRead + AsyncWrite + Unpin,
+{
+    let policy = session.policy.clone();
+    let masking = policy.masking_active();
+    let mut st = S2c {
+        queue: VecDeque::new(),
+        status: b'I',
+        plan: Vec::new(),
+        plan_active: false,
+        copy_out: None,
+        masked: LiveCounts::default(),
+        tables: HashMap::new(),
+        scratch: Vec::new(),
+    };
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let mut startup_done = false;
+    // The cancel key stays registered while this session runs.
+    let mut cancel_guard = None;
+    let mut finished: Vec<(Pending, &'static str)> = Vec::new();
+    let reason = loop {
+        // Register everything the client side queued before reading the target's bytes: those
+        // items were queued before the bytes they describe were sent.
+        while let Ok(item) = rx.try_recv() {
+            st.accept(item, &mut out);
+        }
+        loop {
+            let n = match codec::frame_len(&buf, SERVER_LIMITS) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(e) => {
+                    let mut err = BytesMut::new();
+                    codec::put_error(
+                        &mut err,
+                        b'E',
+                        "FATAL",
+                        "08P01",
+                        &format!("hoop: the target sent an invalid message: {e}"),
+                        None,
+                    );
+                    let _ = client.write_all(&out).await;
+                    let _ = client.write_all(&err).await;
+                    return (st.masked, format!("target protocol error: {e}"));
+                }
+            };
+            let msg = buf.split_to(n);
+            let tag = msg.first().copied().unwrap_or_default();
+            match tag {
+                b'D' => {
+                    if st.plan_active {
+                        mask_row(
+                            &policy,
+                            &st.plan,
+                            &msg,
+                            &mut out,
+                            &mut st.masked,
+                            &mut st.scratch,
+                        );
+                    } else {
+                        out.extend_from_slice(&msg);
+                    }
+                }
+                b'T' => {
+                    if masking {
+                        if let Ok(cols) = codec::row_description(&msg) {
+                            st.plan = plan_for(&policy, &cols, &st.tables);
+                            st.plan_active = st.plan.iter().any(|a| *a != ColAction::Pass);
+                        }
+                        if st.pop_describe() == Some(true) {
+                            continue;
+                        }
+                    }
+                    out.extend_from_slice(&msg);
+                }
+                b'n' => {
+                    if masking {
+                        st.plan.clear();
+                        st.plan_active = false;
+                        if st.pop_describe() == Some(true) {
+                            continue;
+                        }
+                    }
+                    out.extend_from_slice(&msg);
+                }
+                b'C' | b'I' | b's' => {
+                    st.copy_out = None;
+                    if tag == b'C' {
+                        let t = codec::command_tag(&msg);
+                        if let Some(p) = st.current_stmt() {
+                            p.rows += tag_rows(&t);
+                            p.tags.push(t);
+                        }
+                    }
+                    if let Some(p) = st.take_extended() {
+                        finished.push((p, "ok"));
+                    }
+                    out.extend_from_slice(&msg);
+                }
+                b'E' => {
+                    st.copy_out = None;
+                    let (code, text) = codec::error_fields(&msg);
+                    if let Some(p) = st.current_stmt() {
+                        p.error.get_or_insert((code, text));
+                    }
+                    if let Some(p) = st.take_extended() {
+                        finished.push((p, "error"));
+                    }
+                    out.extend_from_slice(&msg);
+                }
+                b'Z' => {
+                    st.status = msg.get(5).copied().unwrap_or(b'I');
+                    out.extend_from_slice(&msg);
+                    if !startup_done {
+                        startup_done = true;
+                    } else {
+                        // Everything before the Sync is answered.
+                        while let Some(item) = st.queue.pop_front() {
+                            match item {
+                                Item::Sync => break,
+                                Item::Stmt(p) => {
+                                    let outcome = if p.error.is_some() {
+                                        "error"
+                                    } else if p.simple {
+                                        "ok"
+                                    } else {
+                                        "skipped"
+                                    };
+                                    finished.push((*p, outcome));
+                                }
+                                Item::Describe { .. } => {}
+                                Item::Local { bytes, ready } => {
+                                    // Cannot be ahead of a Sync; emit to keep order anyway.
+                                    out.extend_from_slice(&bytes);
+                                    if ready {
+                                        codec::put_ready(&mut out, st.status);
+                                    }
+                                }
+                            }
+                        }
+                        st.flush_local(&mut out);
+                    }
+                }
+                b'K' => {
+                    // Hand the client a key of ours; keep the target's.
+                    if let Ok((pid, key)) = codec::backend_key(&msg) {
+                        let (fpid, fkey, guard) = register_cancel_key(
+                            &session.ctx.connection.address,
+                            pid,
+                            key,
+                            &session.ctx.identity.subject,
+                        );
+                        cancel_guard = Some(guard);
+                        codec::put_backend_key(&mut out, fpid, fkey);
+                    }
+                }
+                b'H' => {
+                    // CopyOutResponse: overall format 0 text, 1 binary.
+                    st.copy_out = Some(msg.get(5) == Some(&1));
+                    out.extend_from_slice(&msg);
+                }
+                b'd' if masking && st.copy_out.is_some() => {
+                    if st.copy_out == Some(true) {
+                        // Binary COPY cannot be checked: withheld.
+                        st.masked.record_withheld();
+                    } else {
+                        let data = codec::body(&msg);
+                        st.scratch.clear();
+                        if policy.mask_text(data, &mut st.scratch, &mut st.masked) {
+                            codec::put_message(&mut out, b'd', &st.scratch);
+                        } else {
+                            out.extend_from_slice(&msg);
+                        }
+                    }
+                }
+                _ => out.extend_from_slice(&msg),
+            }
+        }
+        if !out.is_empty() {
+            session
+                .counters
+                .down
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
+            if let Err(e) = client.write_all(&out).await {
+                break format!("client write: {e}");
+            }
+            out.clear();
+        }
+        for (p, outcome) in finished.drain(..) {
+            let verdict = ("allow", None, None);
+            session
+                .record(p, outcome, verdict, MaskCounts::default())
+                .await;
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            biased;
+            item = rx.recv() => match item {
+                Some(item) => st.accept(item, &mut out),
+                None => {
+                    // The client side ended; keep relaying what the target still sends.
+                    match server.read_buf(&mut buf).await {
+                        Ok(0) => break "client closed".to_string(),
+                        Ok(_) => {}
+                        Err(e) => break format!("target read: {e}"),
+                    }
+                }
+            },
+            r = server.read_buf(&mut buf) => match r {
+                Ok(0) => break "target closed".to_string(),
+                Ok(_) => {}
+                Err(e) => break format!("target read: {e}"),
+            },
+        }
+    };
+    let _ = client.shutdown().await;
+    drop(cancel_guard);
+    (st.masked, reason)
+}
+
+/// Rewrites one DataRow under the plan.
+fn mask_row(
+    policy: &Policy,
+    plan: &[ColAction],
+    msg: &[u8],
+    out: &mut BytesMut,
+    counts: &mut LiveCounts,
+    scratch: &mut Vec<u8>,
+) {
+    let Ok(values) = codec::data_row_values(msg) else {
+        out.extend_from_slice(msg);
+        return;
+    };
+    let n = plan.len() as i16;
+    let start = codec::begin_row(out, n);
+    for (i, v) in values.enumerate() {
+        let Ok(v) = v else { break };
+        let action = plan.get(i).unwrap_or(&ColAction::Detect);
+        match (action, v) {
+            (_, None) => codec::put_value(out, None),
+            (ColAction::Pass, Some(v)) => codec::put_value(out, Some(v)),
+            (ColAction::Replace(r), Some(_)) => {
+                counts.record_column();
+                codec::put_value(out, Some(r));
+            }
+            (ColAction::Withhold, Some(_)) => {
+                counts.record_withheld();
+                codec::put_value(out, None);
+            }
+            (ColAction::Detect, Some(v)) => {
+                scratch.clear();
+                if policy.mask_text(v, scratch, counts) {
+                    codec::put_value(out, Some(scratch));
+                } else {
+                    codec::put_value(out, Some(v));
+                }
+            }
+        }
+    }
+    codec::end_row(out, start);
+}

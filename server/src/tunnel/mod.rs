@@ -1,0 +1,150 @@
+//! Tunnels: each forwarded TCP connection from `hoop connect` arrives as its own HTTP/2 CONNECT
+//! stream on the gateway's HTTPS port (HTTP/1.1 CONNECT works too). Every stream is authorised
+//! on its own — bearer token, connection name, group — before a byte reaches a protocol adapter.
+//!
+//! Request headers:
+//! - `authorization: Bearer <token>`
+//! - `x-hoop-connection: <name>`
+//! - `x-hoop-secret: <one-time secret>` — what the local client must present (for PostgreSQL,
+//!   the password in the URL `hoop connect` printed).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+
+use crate::api::AppState;
+use crate::audit::event;
+use crate::auth::Identity;
+use crate::config::{ConnectionConfig, ConnectionKind};
+
+/// Header naming the connection.
+pub const CONNECTION_HEADER: &str = "x-hoop-connection";
+/// Header carrying the local client's one-time secret.
+pub const SECRET_HEADER: &str = "x-hoop-secret";
+
+/// Everything an adapter knows about the stream it serves.
+pub struct TunnelContext {
+    /// Who opened the stream.
+    pub identity: Identity,
+    /// The target.
+    pub connection: Arc<ConnectionConfig>,
+    /// What the local client must present.
+    pub secret: String,
+    /// Address of the `hoop` process.
+    pub peer: SocketAddr,
+    /// Shared gateway state.
+    pub state: AppState,
+}
+
+fn reply(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::to_vec(&json!({"error": code, "message": message})).unwrap_or_default();
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r
+}
+
+/// Handles a CONNECT request: authorise, answer 200, then hand the upgraded stream to the
+/// connection's protocol adapter.
+pub async fn handle_connect<B: Send + 'static>(
+    req: Request<B>,
+    state: AppState,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let bearer = header("authorization")
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::to_string);
+    let name = header(CONNECTION_HEADER).unwrap_or_default().to_string();
+    let secret = header(SECRET_HEADER).unwrap_or_default().to_string();
+    let Some(bearer) = bearer else {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "no bearer token; run `hoop login`",
+        );
+    };
+    let identity = match state.auth.authenticate(&bearer).await {
+        Ok(id) => id,
+        Err(f) => {
+            state
+                .metrics
+                .auth_rejected
+                .get_or_create(&vec![("reason", f.code.to_string())])
+                .inc();
+            let ev = event(
+                "auth.rejected",
+                None,
+                Some(peer.to_string()),
+                "denied",
+                json!({"reason": f.code, "tunnel": name}),
+            );
+            let _ = state.audit.record_nowait(ev).await;
+            return reply(StatusCode::UNAUTHORIZED, "unauthenticated", &f.message);
+        }
+    };
+    let Some(conn) = state.config.connections.iter().find(|c| c.name == name) else {
+        return reply(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no connection named {name:?}"),
+        );
+    };
+    if !identity.in_any(&conn.allow) {
+        let ev = event(
+            "access.denied",
+            Some(&identity.subject),
+            Some(peer.to_string()),
+            "denied",
+            json!({"connection": name, "groups": identity.groups}),
+        );
+        let _ = state.audit.record_nowait(ev).await;
+        return reply(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!(
+                "{} may not use {name:?}: it is allowed to groups {}",
+                identity.name,
+                conn.allow.join(", ")
+            ),
+        );
+    }
+    if secret.len() < 16 {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the tunnel needs a one-time secret of 16+ characters",
+        );
+    }
+    let ctx = TunnelContext {
+        identity,
+        connection: Arc::new(conn.clone()),
+        secret,
+        peer,
+        state,
+    };
+    tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                match ctx.connection.kind {
+                    ConnectionKind::Postgres => crate::proxy::postgres::serve(io, ctx).await,
+                    ConnectionKind::Ssh => tracing::warn!("ssh connections are not served yet"),
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "tunnel upgrade failed"),
+        }
+    });
+    Response::new(Body::empty())
+}

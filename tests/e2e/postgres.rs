@@ -1,0 +1,291 @@
+//! Issue 3 end to end: `hoop connect` and real PostgreSQL clients (psql, pgbench,
+//! tokio-postgres) through the real gateway to a real PostgreSQL server.
+
+use std::process::Output;
+use std::time::Duration;
+
+use hoop_tests::gateway::{Tunnel, code, stderr, stdout};
+use hoop_tests::postgres::pg_bin_dir;
+use hoop_tests::{CliUser, Gateway, PasswordKind, Postgres};
+
+pub const TARGET_PASSWORD: &str = "target-secret-Xq93";
+
+/// A target database, a gateway in front of it, a user with an API key, and a running tunnel.
+pub struct Env {
+    pub pg: Postgres,
+    pub gw: Gateway,
+    pub cli: CliUser,
+    pub key: String,
+    pub tunnel: Tunnel,
+    _secrets: tempfile::TempDir,
+}
+
+/// `extra` goes into the connection's table (guardrails, masking) or after it.
+pub async fn setup(connection_extra: &str, config_extra: &str) -> Env {
+    let pg = Postgres::start().await.unwrap();
+    pg.create_role("app", TARGET_PASSWORD, PasswordKind::Scram)
+        .await
+        .unwrap();
+    pg.create_database("shop", "app").await.unwrap();
+    pg.psql_as(
+        "app",
+        TARGET_PASSWORD,
+        "shop",
+        "create table customers (id int primary key, name text, email text, card text, note text);
+         insert into customers values
+           (1, 'Ada', 'ada@example.com', '4111 1111 1111 1111', 'paid with 4111-1111-1111-1111 yesterday'),
+           (2, 'Bob', 'bob@example.org', '5500 0000 0000 0004', 'call him');
+         create table items (id int, qty int);
+         insert into items select g, g from generate_series(1, 10) g;",
+    )
+    .await
+    .unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let pw_file = secrets.path().join("pw");
+    std::fs::write(&pw_file, TARGET_PASSWORD).unwrap();
+    let gw = Gateway::start(&format!(
+        r#"
+[auth]
+admins = ["admin"]
+
+[[connections]]
+name = "shop"
+type = "postgres"
+address = "127.0.0.1:{port}"
+database = "shop"
+user = "app"
+password = {{ file = "{pw}" }}
+allow = ["engineering"]
+{connection_extra}
+
+[[connections]]
+name = "sales"
+type = "postgres"
+address = "127.0.0.1:{port}"
+database = "shop"
+user = "app"
+password = {{ file = "{pw}" }}
+allow = ["sales"]
+
+{config_extra}
+"#,
+        port = pg.port,
+        pw = pw_file.display()
+    ))
+    .await
+    .unwrap();
+    let out = gw
+        .hoopd(
+            &[
+                "api-keys",
+                "create",
+                "--name",
+                "tester",
+                "--groups",
+                "engineering",
+            ],
+            None,
+        )
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = stdout(&out).trim().to_string();
+    let cli = CliUser::new().unwrap();
+    cli.pin(&gw).unwrap();
+    let tunnel = cli
+        .connect("shop", &[("HOOP_TOKEN", &key)])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.logs()));
+    Env {
+        pg,
+        gw,
+        cli,
+        key,
+        tunnel,
+        _secrets: secrets,
+    }
+}
+
+/// Runs psql against `url` with `sql` on stdin (unaligned, tuples only, stop on error).
+pub fn psql(url: &str, sql: &str) -> Output {
+    let psql = pg_bin_dir().unwrap().join("psql");
+    hoop_tests::gateway::run_with_stdin(
+        std::process::Command::new(psql)
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", url])
+            .env("PGCONNECT_TIMEOUT", "10"),
+        Some(sql),
+    )
+    .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "psql failed: {}\n{}",
+        stderr(out),
+        stdout(out)
+    );
+    stdout(out)
+}
+
+#[tokio::test]
+async fn psql_works_through_the_tunnel() {
+    let env = setup("", "").await;
+    let url = &env.tunnel.url;
+    assert_eq!(
+        ok(&psql(url, "select count(*) from customers;")).trim(),
+        "2"
+    );
+    // Multi-statement string, \d, errors mid-stream keep the session usable.
+    let out = ok(&psql(url, "select 1; select 2;\n\\d items\nselect 3;"));
+    assert!(out.contains("qty"), "{out}");
+    let out = psql(
+        url,
+        "\\set ON_ERROR_STOP 0\nselect * from nope;\nselect 42;",
+    );
+    assert!(stdout(&out).contains("42"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    // COPY out and in.
+    let out = ok(&psql(
+        url,
+        "copy (select id, qty from items order by id) to stdout with (format csv);",
+    ));
+    assert_eq!(out.lines().count(), 10);
+    let out = ok(&psql(
+        url,
+        "create table copied (id int, qty int);\ncopy copied from stdin with (format csv);\n1,2\n3,4\n\\.\nselect sum(qty) from copied;",
+    ));
+    assert!(out.trim().ends_with('6'), "{out}");
+    // LISTEN/NOTIFY in one session.
+    let out = psql(url, "listen ch;\nnotify ch, 'hello';\nselect 1;");
+    assert!(
+        stdout(&out).contains("hello") || stderr(&out).contains("hello"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // A one-million-row result.
+    let out = ok(&psql(
+        url,
+        "select g, md5(g::text) from generate_series(1, 1000000) g;",
+    ));
+    assert_eq!(out.lines().count(), 1_000_000);
+    // The target's password never reaches the client or the gateway's log.
+    assert!(!out.contains(TARGET_PASSWORD));
+    assert!(!env.gw.logs().contains(TARGET_PASSWORD));
+    assert!(!env.tunnel.logs().contains(TARGET_PASSWORD));
+}
+
+#[tokio::test]
+async fn wrong_one_time_password_and_wrong_group_are_refused() {
+    let env = setup("", "").await;
+    let out = psql(
+        &env.tunnel.url_with_password("guessed-password-123"),
+        "select 1;",
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("one-time password"),
+        "{}",
+        stderr(&out)
+    );
+    // The tunnel itself stays up.
+    assert_eq!(ok(&psql(&env.tunnel.url, "select 7;")).trim(), "7");
+
+    // A connection for another group: `hoop connect` refuses with exit 85 (not listed).
+    let out = env
+        .cli
+        .run_env(&["connect", "sales"], &[("HOOP_TOKEN", &env.key)])
+        .unwrap();
+    assert_eq!(code(&out), 85, "{}", stderr(&out));
+    // And the gateway refuses a stream for it even if a client asks directly.
+    let http = env.gw.http().unwrap();
+    let r = http
+        .request(reqwest::Method::CONNECT, &env.gw.url)
+        .bearer_auth(&env.key)
+        .header("x-hoop-connection", "sales")
+        .header("x-hoop-secret", "0123456789abcdefghij")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn tokio_postgres_parameters_binary_results_and_cancel() {
+    let env = setup("", "").await;
+    let (client, conn) = tokio_postgres::connect(&env.tunnel.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // Extended protocol with parameters; tokio-postgres asks for binary results.
+    let rows = client
+        .query("select id, name from customers where id = $1", &[&1i32])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let name: &str = rows[0].get(1);
+    assert_eq!(name, "Ada");
+    let stmt = client
+        .prepare("select qty from items where id > $1 order by id")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let rows = client.query(&stmt, &[&5i32]).await.unwrap();
+        let qty: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(qty, vec![6, 7, 8, 9, 10]);
+    }
+    // Pipelined queries.
+    let (a, b) = futures_util::join!(
+        client.query_one("select 1::int", &[]),
+        client.query_one("select 2::int", &[])
+    );
+    assert_eq!(
+        (a.unwrap().get::<_, i32>(0), b.unwrap().get::<_, i32>(0)),
+        (1, 2)
+    );
+    // Cancel a running query through the tunnel (the gateway maps our key to the target's).
+    let token = client.cancel_token();
+    let sleeper = tokio::spawn(async move { client.simple_query("select pg_sleep(60)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("cancel took effect")
+        .unwrap();
+    let err = r.unwrap_err();
+    let db = err.as_db_error().unwrap_or_else(|| panic!("{err:?}"));
+    assert_eq!(db.code().code(), "57014", "query_canceled: {db:?}");
+}
+
+#[tokio::test]
+async fn pgbench_runs_clean_in_every_protocol_mode() {
+    let env = setup("", "").await;
+    let pgbench = pg_bin_dir().unwrap().join("pgbench");
+    let init = std::process::Command::new(&pgbench)
+        .args(["-i", "-s", "1", "-q"])
+        .arg(env.pg.url_for("app", TARGET_PASSWORD, "shop"))
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    for mode in ["simple", "extended", "prepared"] {
+        let out = std::process::Command::new(&pgbench)
+            .args(["-S", "-c", "4", "-j", "2", "-T", "2", "-M", mode, "-n"])
+            .arg(&env.tunnel.url)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "pgbench -M {mode}: {text}");
+        assert!(
+            text.contains("number of failed transactions: 0"),
+            "pgbench -M {mode}: {text}"
+        );
+    }
+}
