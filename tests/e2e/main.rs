@@ -10,4 +10,5 @@
 
 mod harness;
 mod identity;
+mod policy;
 mod postgres;

@@ -157,6 +157,13 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// True when a detector would mask something in `value` (no allocation).
+    pub fn detects(&self, value: &[u8]) -> bool {
+        self.masker.as_ref().is_some_and(|m| m.detects(value))
+    }
+}
+
 impl From<&masking::MaskCounts> for MaskCounts {
     fn from(m: &masking::MaskCounts) -> Self {
         let mut out = MaskCounts::default();

@@ -100,7 +100,7 @@ impl Session {
         outcome: &str,
         verdict: (&str, Option<String>, Option<String>),
         masked: MaskCounts,
-    ) {
+    ) -> Result<(), String> {
         self.counters.statements.fetch_add(1, Ordering::Relaxed);
         let (tag, rows) = match p.tags.last() {
             Some(t) => (Some(p.tags.join("; ")), Some(p.rows.max(tag_rows(t)))),
@@ -122,9 +122,11 @@ impl Session {
             duration_us: p.started.elapsed().as_micros() as u64,
             masked,
         };
-        if let Err(e) = self.ctx.state.recorder.statement(rec).await {
-            tracing::error!(session = %self.id, error = %e, "cannot record a statement");
-        }
+        // Fail closed: a statement that cannot be recorded ends the session.
+        self.ctx.state.recorder.statement(rec).await.map_err(|e| {
+            tracing::error!(session = %self.id, error = %e, "cannot record a statement; ending the session");
+            format!("recording failed: {e}")
+        })
     }
 }
 
@@ -331,7 +333,7 @@ where
                             out.extend_from_slice(&msg);
                         }
                         Verdict::Block { rule, reason } => {
-                            block(session, pending, &rule, &reason).await;
+                            block(session, pending, &rule, &reason).await?;
                             send(Item::Local {
                                 bytes: blocked_error(&rule, &reason),
                                 ready: true,
@@ -360,7 +362,7 @@ where
                                 rows: 0,
                                 error: None,
                             };
-                            block(session, p, &rule, &reason).await;
+                            block(session, p, &rule, &reason).await?;
                             batch.blocked = Some((rule, reason));
                         }
                     }
@@ -509,7 +511,7 @@ where
                         "protocol",
                         "the fast-path FunctionCall message is not allowed through hoop",
                     );
-                    block(session, p, rule, reason).await;
+                    block(session, p, rule, reason).await?;
                     send(Item::Local {
                         bytes: blocked_error(rule, reason),
                         ready: true,
@@ -557,7 +559,7 @@ where
 }
 
 /// Records and audits a blocked statement.
-async fn block(session: &Session, p: Pending, rule: &str, reason: &str) {
+async fn block(session: &Session, p: Pending, rule: &str, reason: &str) -> Result<(), String> {
     session.counters.blocked.fetch_add(1, Ordering::Relaxed);
     let ev = event(
         "statement.blocked",
@@ -575,7 +577,7 @@ async fn block(session: &Session, p: Pending, rule: &str, reason: &str) {
             ("block", Some(rule.to_string()), Some(reason.to_string())),
             MaskCounts::default(),
         )
-        .await;
+        .await
 }
 
 /// A parameter as recorded: text with the detectors applied (binary shown as its length).
@@ -607,6 +609,10 @@ enum ColAction {
     Detect,
     /// Binary value that cannot be checked: sent as NULL.
     Withhold,
+    /// Binary int8 or numeric: its decimal form is checked; withheld if a detector matches.
+    Number(u32),
+    /// Binary jsonb: a version byte, then the text.
+    Jsonb,
 }
 
 /// Type OIDs whose binary form cannot carry text a detector would find.
@@ -634,6 +640,8 @@ fn plan_for(policy: &Policy, cols: &[Column], tables: &HashMap<u32, String>) -> 
                 (None, 0) => ColAction::Detect,
                 (None, _) if binary_is_harmless(c.type_oid) => ColAction::Pass,
                 (None, _) if binary_is_text(c.type_oid) => ColAction::Detect,
+                (None, _) if matches!(c.type_oid, 20 | 1700) => ColAction::Number(c.type_oid),
+                (None, _) if c.type_oid == 3802 => ColAction::Jsonb,
                 (None, _) => ColAction::Withhold,
             }
         })
@@ -737,6 +745,7 @@ where
         scratch: Vec::new(),
     };
     let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let mut mask_snapshot = LiveCounts::default();
     let mut startup_done = false;
     // The cancel key stays registered while this session runs.
     let mut cancel_guard = None;
@@ -908,11 +917,31 @@ where
             }
             out.clear();
         }
+        let mut record_failed = None;
         for (p, outcome) in finished.drain(..) {
-            let verdict = ("allow", None, None);
-            session
-                .record(p, outcome, verdict, MaskCounts::default())
-                .await;
+            // What was masked since the previous statement finished belongs to this one.
+            let now = st.masked;
+            let delta = diff(&now, &mask_snapshot);
+            mask_snapshot = now;
+            if let Err(e) = session
+                .record(p, outcome, ("allow", None, None), MaskCounts::from(&delta))
+                .await
+            {
+                record_failed = Some(e);
+            }
+        }
+        if let Some(e) = record_failed {
+            let mut err = BytesMut::new();
+            codec::put_error(
+                &mut err,
+                b'E',
+                "FATAL",
+                "58000",
+                "hoop: the gateway cannot record this session; it ends here",
+                None,
+            );
+            let _ = client.write_all(&err).await;
+            break e;
         }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(READ_CHUNK);
@@ -940,6 +969,51 @@ where
     let _ = client.shutdown().await;
     drop(cancel_guard);
     (st.masked, reason)
+}
+
+/// The decimal text of a binary int8 (OID 20) or numeric (OID 1700) value, written into
+/// `buf`; None if it does not decode (then the caller withholds it).
+fn decimal_of<'a>(oid: u32, v: &[u8], buf: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+    use std::io::Write;
+    if oid == 20 {
+        let n = i64::from_be_bytes(v.try_into().ok()?);
+        write!(buf, "{n}").ok()?;
+        return Some(buf.as_slice());
+    }
+    // numeric: ndigits, weight, sign, dscale, then base-10000 digits. Only the digits matter to
+    // a detector, so they are written without point or sign.
+    let word = |i: usize| {
+        v.get(i..i + 2)
+            .and_then(|b| b.try_into().ok())
+            .map(i16::from_be_bytes)
+    };
+    let ndigits = word(0)?.max(0) as usize;
+    if v.len() != 8 + 2 * ndigits {
+        return None;
+    }
+    for i in 0..ndigits {
+        let d = word(8 + 2 * i)?;
+        if i == 0 {
+            write!(buf, "{d}").ok()?;
+        } else {
+            write!(buf, "{d:04}").ok()?;
+        }
+    }
+    Some(buf.as_slice())
+}
+
+/// `a - b`, counter by counter.
+fn diff(a: &LiveCounts, b: &LiveCounts) -> LiveCounts {
+    LiveCounts {
+        credit_card: a.credit_card.saturating_sub(b.credit_card),
+        email: a.email.saturating_sub(b.email),
+        ssn: a.ssn.saturating_sub(b.ssn),
+        phone: a.phone.saturating_sub(b.phone),
+        iban: a.iban.saturating_sub(b.iban),
+        secrets: a.secrets.saturating_sub(b.secrets),
+        columns: a.columns.saturating_sub(b.columns),
+        withheld: a.withheld.saturating_sub(b.withheld),
+    }
 }
 
 /// Rewrites one DataRow under the plan.
@@ -970,6 +1044,32 @@ fn mask_row(
             (ColAction::Withhold, Some(_)) => {
                 counts.record_withheld();
                 codec::put_value(out, None);
+            }
+            (ColAction::Number(oid), Some(v)) => {
+                scratch.clear();
+                let text = decimal_of(*oid, v, scratch);
+                if text.is_none_or(|t| policy.detects(t)) {
+                    counts.record_withheld();
+                    codec::put_value(out, None);
+                } else {
+                    codec::put_value(out, Some(v));
+                }
+            }
+            (ColAction::Jsonb, Some(v)) => {
+                scratch.clear();
+                match v.split_first() {
+                    Some((1, text)) if policy.mask_text(text, scratch, counts) => {
+                        let mut masked = Vec::with_capacity(scratch.len() + 1);
+                        masked.push(1);
+                        masked.extend_from_slice(scratch);
+                        codec::put_value(out, Some(&masked));
+                    }
+                    Some((1, _)) => codec::put_value(out, Some(v)),
+                    _ => {
+                        counts.record_withheld();
+                        codec::put_value(out, None);
+                    }
+                }
             }
             (ColAction::Detect, Some(v)) => {
                 scratch.clear();
