@@ -289,3 +289,80 @@ async fn pgbench_runs_clean_in_every_protocol_mode() {
         );
     }
 }
+
+/// A raw client: startup, the one-time password, then whatever bytes the test wants.
+async fn raw_session(env: &Env) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", env.tunnel.port))
+        .await
+        .unwrap();
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&0i32.to_be_bytes());
+    startup.extend_from_slice(&196_608i32.to_be_bytes());
+    startup.extend_from_slice(b"user\0hoop\0database\0shop\0\0");
+    let len = startup.len() as i32;
+    startup[..4].copy_from_slice(&len.to_be_bytes());
+    s.write_all(&startup).await.unwrap();
+    let mut buf = vec![0u8; 9];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(buf[0], b'R');
+    let mut pw = vec![b'p'];
+    pw.extend_from_slice(&(env.tunnel.password.len() as i32 + 5).to_be_bytes());
+    pw.extend_from_slice(env.tunnel.password.as_bytes());
+    pw.push(0);
+    s.write_all(&pw).await.unwrap();
+    // Read until ReadyForQuery ('Z', len 5, status).
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !seen.windows(3).any(|w| w == [b'Z', 0, 0]) {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed during startup");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    s
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_messages_end_only_that_session() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = setup("", "").await;
+    let cases: Vec<Vec<u8>> = vec![
+        // A Query declaring 1 GiB.
+        [&[b'Q'][..], &0x4000_0000i32.to_be_bytes(), b"select 1"].concat(),
+        // A length below the minimum.
+        [&[b'Q'][..], &2i32.to_be_bytes()].concat(),
+        // A Bind whose parameter runs past the message.
+        [
+            &[b'B'][..],
+            &14i32.to_be_bytes(),
+            &[0, 0, 0, 0, 0, 1, 0x7f, 0xff, 0xff, 0xff][..],
+        ]
+        .concat(),
+    ];
+    for bytes in cases {
+        let mut s = raw_session(&env).await;
+        s.write_all(&bytes).await.unwrap();
+        // The gateway answers with an error or just closes; either way it does so promptly and
+        // without waiting for a gigabyte.
+        let mut rest = Vec::new();
+        let r = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest))
+            .await;
+        assert!(r.is_ok(), "the session was not closed");
+        let text = String::from_utf8_lossy(&rest);
+        assert!(text.contains("hoop: invalid message from the client"), "{text:?}");
+    }
+    // The gateway and the tunnel carry on.
+    assert_eq!(ok(&psql(&env.tunnel.url, "select 5;")).trim(), "5");
+    let health = env
+        .gw
+        .http()
+        .unwrap()
+        .get(format!("{}/healthz", env.gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+}

@@ -134,8 +134,7 @@ pub fn parse_startup(packet: &[u8]) -> Result<Startup, FrameError> {
                 .ok_or(FrameError::Malformed("StartupMessage"))?;
             let mut params = Vec::new();
             let mut parts = body.split(|b| *b == 0);
-            loop {
-                let Some(k) = parts.next() else { break };
+            while let Some(k) = parts.next() {
                 if k.is_empty() {
                     break;
                 }

@@ -257,8 +257,12 @@ struct Batch {
 #[derive(Default)]
 struct Extended {
     statements: HashMap<Vec<u8>, Arc<str>>,
-    portals: HashMap<Vec<u8>, (Arc<str>, Vec<Option<String>>, bool)>,
+    /// Portal name → the statement text it runs and its parameters (as recorded).
+    portals: HashMap<Vec<u8>, PortalInfo>,
 }
+
+/// What a bound portal runs.
+type PortalInfo = (Arc<str>, Vec<Option<String>>);
 
 fn blocked_error(rule: &str, reason: &str) -> BytesMut {
     let mut b = BytesMut::new();
@@ -300,7 +304,7 @@ where
             let n = match codec::frame_len(&buf, CLIENT_LIMITS) {
                 Ok(Some(n)) => n,
                 Ok(None) => break,
-                Err(e) => return Err(format!("client protocol error: {e}")),
+                Err(e) => return Err(protocol_error(&tx, e)),
             };
             let msg = buf.split_to(n);
             let tag = msg.first().copied().unwrap_or_default();
@@ -310,7 +314,7 @@ where
             match tag {
                 b'Q' => {
                     let text: Arc<str> = String::from_utf8_lossy(
-                        codec::query_text(&msg).map_err(|e| e.to_string())?,
+                        codec::query_text(&msg).map_err(|e| protocol_error(&tx, e))?,
                     )
                     .into();
                     let pending = Pending {
@@ -342,15 +346,18 @@ where
                     }
                 }
                 b'P' => {
-                    let (name, text) = codec::parse_msg(&msg).map_err(|e| e.to_string())?;
+                    let (name, text) =
+                        codec::parse_msg(&msg).map_err(|e| protocol_error(&tx, e))?;
                     let text: Arc<str> = String::from_utf8_lossy(text).into();
                     let (verdict, _) = policy.check_sql(&text, &|n| prepared.get(n).cloned());
                     if !name.is_empty() && verdict == Verdict::Allow {
                         prepared
                             .insert(String::from_utf8_lossy(name).into_owned(), text.to_string());
                     }
-                    if batch.blocked.is_none() {
-                        if let Verdict::Block { rule, reason } = verdict {
+                    if batch.blocked.is_none()
+                        && let Verdict::Block { rule, reason } = verdict
+                    {
+                        {
                             let p = Pending {
                                 seq: session.next_seq(),
                                 text: text.clone(),
@@ -370,7 +377,7 @@ where
                     batch.bytes.extend_from_slice(&msg);
                 }
                 b'B' => {
-                    let bind = codec::bind_msg(&msg).map_err(|e| e.to_string())?;
+                    let bind = codec::bind_msg(&msg).map_err(|e| protocol_error(&tx, e))?;
                     let text = ext
                         .statements
                         .get(bind.statement)
@@ -381,8 +388,7 @@ where
                         .iter()
                         .map(|p| p.map(|v| record_param(&policy, v)))
                         .collect();
-                    ext.portals
-                        .insert(bind.portal.to_vec(), (text, params, false));
+                    ext.portals.insert(bind.portal.to_vec(), (text, params));
                     described = None;
                     batch.bytes.extend_from_slice(&msg);
                 }
@@ -397,11 +403,11 @@ where
                 }
                 b'E' => {
                     let portal = codec::execute_portal(&msg).unwrap_or_default().to_vec();
-                    let (text, params, _) = ext
+                    let (text, params) = ext
                         .portals
                         .get(&portal)
                         .cloned()
-                        .unwrap_or_else(|| (Arc::from(""), Vec::new(), false));
+                        .unwrap_or_else(|| (Arc::from(""), Vec::new()));
                     if masking && described.as_deref() != Some(portal.as_slice()) {
                         // Masking needs this portal's columns and formats: ask the target, and
                         // swallow the answer (the client did not ask).
@@ -556,6 +562,24 @@ where
             Err(e) => return Err(format!("client read: {e}")),
         }
     }
+}
+
+/// Tells the client why its session ends (a FATAL in its own protocol) and returns the reason.
+fn protocol_error(tx: &mpsc::UnboundedSender<Item>, e: codec::FrameError) -> String {
+    let mut fatal = BytesMut::new();
+    codec::put_error(
+        &mut fatal,
+        b'E',
+        "FATAL",
+        "08P01",
+        &format!("hoop: invalid message from the client: {e}"),
+        None,
+    );
+    let _ = tx.send(Item::Local {
+        bytes: fatal,
+        ready: false,
+    });
+    format!("client protocol error: {e}")
 }
 
 /// Records and audits a blocked statement.
