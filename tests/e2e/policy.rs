@@ -16,7 +16,7 @@ deny_patterns = ['pg_sleep\(\s*[0-9]{3,}']
 
 [[masking]]
 name = "cards"
-columns = ["*.card"]
+columns = ["*.card", "customers.name"]
 "#;
 
 /// Statements that must never reach the target, each written to slip past a naive filter.
@@ -174,7 +174,23 @@ async fn results_are_masked_in_text_binary_and_copy() {
     ] {
         assert!(!out.contains(raw), "{raw} leaked: {out}");
     }
-    assert!(out.contains("Ada") && out.contains("paid with"), "{out}");
+    assert!(
+        !out.contains("Ada") && out.contains("paid with"),
+        "customers.name is masked: {out}"
+    );
+    // `customers.name` is precise: another table's `name` column is not masked (the gateway
+    // learns table names per session).
+    env.pg
+        .psql_as(
+            "app",
+            crate::postgres::TARGET_PASSWORD,
+            "shop",
+            "create table vendors (name text); insert into vendors values ('Acme');",
+        )
+        .await
+        .unwrap();
+    let out = stdout(&psql(url, "select name from vendors;"));
+    assert_eq!(out.trim(), "Acme");
     // COPY TO STDOUT (text and CSV) is masked too.
     for fmt in ["text", "csv"] {
         let out = stdout(&psql(

@@ -352,7 +352,10 @@ async fn malformed_and_oversized_messages_end_only_that_session() {
             .await;
         assert!(r.is_ok(), "the session was not closed");
         let text = String::from_utf8_lossy(&rest);
-        assert!(text.contains("hoop: invalid message from the client"), "{text:?}");
+        assert!(
+            text.contains("hoop: invalid message from the client"),
+            "{text:?}"
+        );
     }
     // The gateway and the tunnel carry on.
     assert_eq!(ok(&psql(&env.tunnel.url, "select 5;")).trim(), "5");

@@ -370,6 +370,12 @@ impl Masker {
         Ok(masker)
     }
 
+    /// True when some column rule names a table: the adapter then needs table names for the
+    /// columns it sees (PostgreSQL gives table OIDs).
+    pub fn has_table_rules(&self) -> bool {
+        self.columns.iter().any(|c| c.table.is_some())
+    }
+
     /// True when no rule set asks for anything: the adapter can skip masking entirely.
     pub fn is_empty(&self) -> bool {
         !self.plan.any() && self.columns.is_empty()

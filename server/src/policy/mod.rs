@@ -158,6 +158,11 @@ impl Policy {
 }
 
 impl Policy {
+    /// True when column rules name tables, so results need their table names.
+    pub fn needs_table_names(&self) -> bool {
+        self.masker.as_ref().is_some_and(|m| m.has_table_rules())
+    }
+
     /// True when a detector would mask something in `value` (no allocation).
     pub fn detects(&self, value: &[u8]) -> bool {
         self.masker.as_ref().is_some_and(|m| m.detects(value))

@@ -212,7 +212,24 @@ where
     if client.write_all(&out).await.is_err() {
         return;
     }
-    relay::run(client, buf, up, ctx, params).await;
+    let mut up = up;
+    let tables = if ctx
+        .state
+        .policy_for(&ctx.connection.name)
+        .needs_table_names()
+    {
+        match upstream::table_names(&mut up, SERVER_LIMITS).await {
+            Ok(t) => t,
+            Err(e) => {
+                // Without names, table-qualified rules match by column name: more is masked.
+                tracing::warn!(error = %e, "table name lookup failed");
+                std::collections::HashMap::new()
+            }
+        }
+    } else {
+        std::collections::HashMap::new()
+    };
+    relay::run(client, buf, up, ctx, tables).await;
 }
 
 /// Registers the target's real key under a fresh random one for the client.

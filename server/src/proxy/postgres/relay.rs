@@ -144,7 +144,7 @@ pub(super) async fn run<C>(
     client_buf: BytesMut,
     up: Upstream,
     ctx: TunnelContext,
-    _params: Vec<(String, String)>,
+    tables: HashMap<u32, String>,
 ) where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -202,9 +202,9 @@ pub(super) async fn run<C>(
 
     let s2c = {
         let session = session.clone();
-        tokio::spawn(
-            async move { server_to_client(session, server_r, server_buf, client_w, rx).await },
-        )
+        tokio::spawn(async move {
+            server_to_client(session, server_r, server_buf, client_w, rx, tables).await
+        })
     };
     let c2s = client_to_server(&session, &mut client_r, client_buf, &mut server_w, tx).await;
     // The client is gone (or sent Terminate): close the target side, then wait for the other
@@ -752,6 +752,7 @@ async fn server_to_client<W>(
     mut buf: BytesMut,
     mut client: WriteHalf<W>,
     mut rx: mpsc::UnboundedReceiver<Item>,
+    tables: HashMap<u32, String>,
 ) -> (LiveCounts, String)
 where
     W: AsyncRead + AsyncWrite + Unpin,
@@ -765,7 +766,7 @@ where
         plan_active: false,
         copy_out: None,
         masked: LiveCounts::default(),
-        tables: HashMap::new(),
+        tables,
         scratch: Vec::new(),
     };
     let mut out = BytesMut::with_capacity(READ_CHUNK);

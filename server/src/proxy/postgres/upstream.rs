@@ -309,3 +309,78 @@ pub async fn connect(
     let _ = buf.remaining();
     Ok(Upstream { stream, buf })
 }
+
+/// Looks up the names of the target's tables (OID → `schema.table`) on the fresh connection,
+/// before the client sees it, so `table.column` masking rules can match result columns. The
+/// bytes the target sent before (ParameterStatus … ReadyForQuery) stay in `up.buf` untouched.
+/// Tables created later in the session are unknown: their columns match by column name alone
+/// (the masker treats an unknown table as matching, failing closed).
+pub async fn table_names(
+    up: &mut Upstream,
+    limits: Limits,
+) -> Result<std::collections::HashMap<u32, String>, UpstreamError> {
+    // Wait for the first ReadyForQuery.
+    let mut offset = 0;
+    loop {
+        match codec::frame_len(up.buf.get(offset..).unwrap_or_default(), limits) {
+            Ok(Some(n)) => {
+                let tag = up.buf.get(offset).copied();
+                offset += n;
+                if tag == Some(b'Z') {
+                    break;
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => return Err(UpstreamError::Protocol(e.to_string())),
+        }
+        up.buf.reserve(8192);
+        if up.stream.read_buf(&mut up.buf).await? == 0 {
+            return Err(UpstreamError::Protocol(
+                "the target closed the connection".into(),
+            ));
+        }
+    }
+    let mut out = BytesMut::new();
+    let q = b"select c.oid::text, n.nspname, c.relname from pg_catalog.pg_class c \
+              join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+              where c.relkind in ('r','v','m','p','f') and n.nspname not in ('pg_catalog','information_schema')\0";
+    codec::put_message(&mut out, b'Q', q);
+    up.stream.write_all(&out).await?;
+    let mut rest = up.buf.split_off(offset);
+    let mut names = std::collections::HashMap::new();
+    loop {
+        let n = read_message(up.stream.as_mut(), &mut rest, limits).await?;
+        let msg = rest.split_to(n);
+        match msg.first() {
+            Some(b'D') => {
+                let vals: Vec<Option<&[u8]>> = codec::data_row_values(&msg)
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                if let [Some(oid), Some(ns), Some(rel)] = vals.as_slice()
+                    && let Ok(oid) = String::from_utf8_lossy(oid).parse::<u32>()
+                {
+                    names.insert(
+                        oid,
+                        format!(
+                            "{}.{}",
+                            String::from_utf8_lossy(ns),
+                            String::from_utf8_lossy(rel)
+                        ),
+                    );
+                }
+            }
+            Some(b'Z') => break,
+            Some(b'E') => {
+                let (code, text) = codec::error_fields(&msg);
+                return Err(UpstreamError::Protocol(format!(
+                    "table lookup failed: {text} ({code})"
+                )));
+            }
+            _ => {}
+        }
+    }
+    up.buf.unsplit(rest);
+    Ok(names)
+}
