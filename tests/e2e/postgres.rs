@@ -22,6 +22,11 @@ pub struct Env {
 
 /// `extra` goes into the connection's table (guardrails, masking) or after it.
 pub async fn setup(connection_extra: &str, config_extra: &str) -> Env {
+    setup_with("", connection_extra, config_extra).await
+}
+
+/// Like [`setup`], with extra `[auth]` keys.
+pub async fn setup_with(auth_extra: &str, connection_extra: &str, config_extra: &str) -> Env {
     let pg = Postgres::start().await.unwrap();
     pg.create_role("app", TARGET_PASSWORD, PasswordKind::Scram)
         .await
@@ -47,6 +52,7 @@ pub async fn setup(connection_extra: &str, config_extra: &str) -> Env {
         r#"
 [auth]
 admins = ["admin"]
+{auth_extra}
 
 [[connections]]
 name = "shop"
@@ -368,4 +374,40 @@ async fn malformed_and_oversized_messages_end_only_that_session() {
         .await
         .unwrap();
     assert!(health.status().is_success());
+}
+
+#[tokio::test]
+async fn a_long_connect_refreshes_its_token_for_new_streams() {
+    // Access tokens live 2 s; the tunnel outlives several of them.
+    let env = setup_with(
+        "access_token_ttl = \"2s\"\ndevice_poll_interval = \"1s\"",
+        "",
+        "",
+    )
+    .await;
+    env.gw
+        .add_user("alice", "alice-password", "engineering")
+        .unwrap();
+    let cli = CliUser::new().unwrap();
+    let gw = &env.gw;
+    let out = cli
+        .login(
+            &["--gateway", &gw.url, "--fingerprint", &gw.fingerprint],
+            |p| async move {
+                let page = gw
+                    .submit_device_page(&p.code, "alice", "alice-password", false)
+                    .await?;
+                anyhow::ensure!(page.contains("You are signed in"), "{page}");
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let tunnel = cli.connect("shop", &[]).await.unwrap();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let out = psql(&tunnel.url, "select 1;");
+        assert!(out.status.success(), "{}\n{}", stderr(&out), tunnel.logs());
+    }
 }
