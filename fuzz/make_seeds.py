@@ -80,7 +80,7 @@ backend = {
     "seed-select": row_description([("id", 16384, 1, 23, 0), ("email", 16384, 2, 25, 0)])
     + data_row([b"1", b"alice@example.com"]) + data_row([b"2", None])
     + msg(b"C", cstr("SELECT 2")) + READY,
-    "seed-errors": msg(b"N", error(b"N", "01000", "notice")[5:])
+    "seed-errors": error(b"N", "01000", "notice")
     + error(b"E", "42501", "permission denied for table users") + READY,
     "seed-sasl": msg(b"R", i32(10) + cstr("SCRAM-SHA-256") + b"\0")
     + msg(b"R", i32(11) + b"r=abc,s=c2FsdA==,i=4096")

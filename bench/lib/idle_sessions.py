@@ -108,12 +108,16 @@ def login(host, port, user, password, database):
         # ParameterStatus, BackendKeyData, NoticeResponse: ignore
 
 
+def on_term(*_):
+    raise KeyboardInterrupt
+
+
 def main():
     if len(sys.argv) != 7:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     host, port, user, password, database, n = sys.argv[1:]
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, on_term)
     sessions = []
     try:
         for i in range(int(n)):

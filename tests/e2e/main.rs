@@ -12,3 +12,4 @@ mod harness;
 mod identity;
 mod policy;
 mod postgres;
+mod tls;

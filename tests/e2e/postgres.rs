@@ -45,6 +45,8 @@ pub async fn setup_with(auth_extra: &str, connection_extra: &str, config_extra: 
     )
     .await
     .unwrap();
+    let connection_extra = connection_extra.replace("$PGPORT", &pg.port.to_string());
+    let config_extra = config_extra.replace("$PGPORT", &pg.port.to_string());
     let secrets = tempfile::tempdir().unwrap();
     let pw_file = secrets.path().join("pw");
     std::fs::write(&pw_file, TARGET_PASSWORD).unwrap();

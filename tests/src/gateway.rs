@@ -79,7 +79,8 @@ impl Gateway {
         child
             .wait_for_output("gateway listening", Duration::from_secs(30))
             .await?;
-        self.fingerprint = pem_fingerprint(&self.data_dir.join("tls.crt"))?;
+        // Only a self-signed gateway has its certificate in the data dir.
+        self.fingerprint = pem_fingerprint(&self.data_dir.join("tls.crt")).unwrap_or_default();
         self.child = Some(child);
         Ok(())
     }
