@@ -223,6 +223,49 @@ pub struct ConnectionConfig {
     /// Masking rule sets applied to results (names from `[[masking]]` or the built-in `pii`).
     #[serde(default)]
     pub masking: Vec<String>,
+    /// Just-in-time reviews: access windows and statements that need a second person.
+    #[serde(default)]
+    pub review: Option<ReviewConfig>,
+}
+
+/// `review = { ... }` on a connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// Connecting needs an approved access grant (for at most `max_duration`).
+    #[serde(default)]
+    pub access: bool,
+    /// Statements held for approval: classes `write`, `ddl`, `all`, or guardrail rule names
+    /// whose blocks become reviews.
+    #[serde(default)]
+    pub statements: Vec<String>,
+    /// Groups whose members may approve. Nobody approves their own request.
+    pub approvers: Vec<String>,
+    /// Approvals needed.
+    #[serde(default = "default_min_approvals")]
+    pub min_approvals: u32,
+    /// Longest access window a request may ask for.
+    #[serde(default = "default_max_duration", deserialize_with = "de_duration")]
+    pub max_duration: Duration,
+    /// A pending request expires after this.
+    #[serde(default = "default_pending_expiry", deserialize_with = "de_duration")]
+    pub pending_expiry: Duration,
+    /// How long a held statement waits for a decision before it fails.
+    #[serde(default = "default_statement_wait", deserialize_with = "de_duration")]
+    pub statement_timeout: Duration,
+}
+
+fn default_min_approvals() -> u32 {
+    1
+}
+fn default_max_duration() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+fn default_pending_expiry() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_statement_wait() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// TLS from the gateway to a target.
@@ -464,6 +507,22 @@ impl Config {
             }
             if c.user.is_none() {
                 problems.push(format!("`{at}.user` is required"));
+            }
+            if let Some(r) = &c.review {
+                if r.approvers.is_empty() {
+                    problems.push(format!("`{at}.review.approvers`: name the groups that may approve"));
+                }
+                if r.min_approvals == 0 {
+                    problems.push(format!("`{at}.review.min_approvals` must be at least 1"));
+                }
+                for st in &r.statements {
+                    let known_class = matches!(st.as_str(), "write" | "ddl" | "all");
+                    if !known_class && !c.guardrails.contains(st) {
+                        problems.push(format!(
+                            "`{at}.review.statements`: {st:?} is neither a class (write, ddl, all) nor one of this connection's guardrails"
+                        ));
+                    }
+                }
             }
             if let Some(secret) = &c.password
                 && let Err(e) = secret.resolve()

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod recording;
+pub mod reviews;
 pub mod server;
 pub mod store;
 pub mod tls;
