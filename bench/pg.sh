@@ -10,8 +10,13 @@
 #   BENCH_LARGE_ROWS=4000000   rows of the large result (0 skips it)
 #   BENCH_IDLE=100        idle sessions for the memory check (0 skips it)
 #   BENCH_BUILD=1         0: do not run cargo, use existing release binaries
+#   BENCH_REV             a git revision (e.g. HEAD): build hoop/hoopd from a snapshot of it
+#                         (git archive into bench/.snapshot, its own target dir) instead of the
+#                         working tree, which other people may be editing
 #   BENCH_WAIT_IDLE=0     wait up to this many seconds for running rustc processes to finish
 #   BENCH_KEEP=0          1: keep the work dir (logs, config, TSVs) instead of deleting it
+#   BENCH_HOLD=0          1: set everything up, print the four URLs and the PIDs, and wait for
+#                         Ctrl-C instead of benchmarking (for perf, manual pgbench runs, ...)
 #   HOOP_BIN_DIR          where hoop and hoopd are (default: <repo>/target/release)
 #   PG_BIN                PostgreSQL binaries (default: /usr/lib/postgresql/15/bin, else newest)
 set -euo pipefail
@@ -27,10 +32,17 @@ BENCH_IDLE=${BENCH_IDLE:-100}
 BENCH_BUILD=${BENCH_BUILD:-1}
 BENCH_WAIT_IDLE=${BENCH_WAIT_IDLE:-0}
 BENCH_KEEP=${BENCH_KEEP:-0}
+BENCH_HOLD=${BENCH_HOLD:-0}
+BENCH_REV=${BENCH_REV:-}
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
-HOOP_BIN_DIR=${HOOP_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+SNAPSHOT=$BENCH_DIR/.snapshot
+if [[ -n $BENCH_REV ]]; then
+    HOOP_BIN_DIR=${HOOP_BIN_DIR:-$SNAPSHOT/target/release}
+else
+    HOOP_BIN_DIR=${HOOP_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+fi
 RELAY_BIN=$BENCH_DIR/relay/target/release/bench-relay
 
 log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -183,8 +195,25 @@ if ((BENCH_WAIT_IDLE > 0)); then
 fi
 
 if ((BENCH_BUILD)); then
-    log "building hoop and hoopd (cargo build --release --bins)"
-    (cd "$ROOT" && cargo build --release --bins --quiet) || die "cargo build --release --bins failed"
+    if [[ -n $BENCH_REV ]]; then
+        rev=$(git -C "$ROOT" rev-parse --verify "$BENCH_REV^{commit}" 2>/dev/null) ||
+            die "BENCH_REV=$BENCH_REV is not a commit of $ROOT"
+        log "building hoop and hoopd from a snapshot of $BENCH_REV (${rev:0:9}) in bench/.snapshot"
+        # Extract only when the commit changed, stamping files with the current time (tar -m):
+        # cargo compares mtimes, and a commit's own (older) times could leave stale builds fresh.
+        if [[ ! -d $SNAPSHOT/src || $(cat "$SNAPSHOT/rev" 2>/dev/null) != "$rev" ]]; then
+            rm -rf "$SNAPSHOT/src" "$SNAPSHOT/rev"
+            mkdir -p "$SNAPSHOT/src"
+            git -C "$ROOT" archive "$rev" | tar -x -m -C "$SNAPSHOT/src" || die "git archive $BENCH_REV failed"
+            echo "$rev" >"$SNAPSHOT/rev"
+        fi
+        (cd "$SNAPSHOT/src" && CARGO_TARGET_DIR=$SNAPSHOT/target cargo build --release --bins --quiet) ||
+            die "cargo build --release --bins of $BENCH_REV failed"
+    else
+        log "building hoop and hoopd (cargo build --release --bins)"
+        (cd "$ROOT" && cargo build --release --bins --quiet) ||
+            die "cargo build --release --bins failed (the working tree may be mid-edit: BENCH_REV=HEAD builds the last commit)"
+    fi
     log "building the TCP relay (bench/relay)"
     cargo build --release --quiet --manifest-path "$BENCH_DIR/relay/Cargo.toml" ||
         die "building bench/relay failed"
@@ -328,9 +357,14 @@ POLICY_PW=$CONNECT_PW
 
 # --- metadata -----------------------------------------------------------------------------------
 
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$ROOT" status --porcelain -- . ':!bench' 2>/dev/null | wc -l)
-((dirty > 0)) && commit="$commit (+$dirty uncommitted files)"
+if [[ -n $BENCH_REV ]]; then
+    commit="$(git -C "$ROOT" rev-parse --short "$BENCH_REV" 2>/dev/null || echo "$BENCH_REV") (snapshot of $BENCH_REV)"
+else
+    commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    dirty=$(git -C "$ROOT" status --porcelain -- . ':!bench' 2>/dev/null | wc -l)
+    ((dirty > 0)) && commit="$commit (+$dirty uncommitted files in the working tree)"
+fi
+((BENCH_BUILD)) || commit="$commit, prebuilt binaries from $HOOP_BIN_DIR"
 {
     echo "date=$(date '+%Y-%m-%d %H:%M:%S %Z')"
     echo "commit=$commit"
@@ -353,6 +387,24 @@ declare -A LOCAL=([direct]="" [relay]=$RELAY1_PID [hoop-plain]=$PLAIN_PID [hoop-
 declare -A REMOTE=([direct]="" [relay]=$RELAY2_PID [hoop-plain]=$HOOPD_PID [hoop-policy]=$HOOPD_PID)
 PATHS_ORDER=(direct relay hoop-plain hoop-policy)
 ticks_of() { [[ -n $1 ]] && cpu_ticks "$1" || echo 0; }
+
+if ((BENCH_HOLD)); then
+    {
+        for path in "${PATHS_ORDER[@]}"; do
+            printf 'URL_%s=%q\n' "${path//-/_}" "${URL[$path]}"
+        done
+        printf 'PGBIN=%q\nPG_PID=%s\nRELAY1_PID=%s\nRELAY2_PID=%s\nHOOPD_PID=%s\n' \
+            "$PG_BIN" "$PG_PID" "$RELAY1_PID" "$RELAY2_PID" "$HOOPD_PID"
+        printf 'HOOP_PLAIN_PID=%s\nHOOP_POLICY_PID=%s\n' "$PLAIN_PID" "$POLICY_PID"
+    } >"$W/env.sh"
+    cat "$W/env.sh"
+    log "holding; the above is in $W/env.sh (source it). Ctrl-C or kill -TERM $$ to stop."
+    trap 'exit 0' INT TERM
+    sleep infinity &
+    PIDS+=($!)
+    wait $! || true
+    exit 0
+fi
 
 # --- memory with idle sessions (first, on a fresh gateway) ------------------------------------
 

@@ -34,6 +34,11 @@ complete -c hoop -n "__fish_hoop_needs_command" -f -a "connections" -d 'List the
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "ls" -d 'List the connections you may use'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "connect" -d 'Open a local port that tunnels to a connection through the gateway'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "sessions" -d 'List recorded sessions (`show <id>` for one session\'s statement log)'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "reviews" -d 'List reviews: yours, those you may approve, or all (`show <id>` for one)'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "approve" -d 'Approve a review (without an id, on a terminal: pick one)'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "reject" -d 'Reject a review, saying why'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "revoke" -d 'End an approved access grant early; live sessions under it are closed'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "withdraw" -d 'Withdraw a pending request of your own'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "completion" -d 'Print a shell completion script'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c hoop -n "__fish_hoop_using_subcommand login" -l ca-file -d 'Trust the gateway\'s certificate through this CA bundle (PEM)' -r -F
@@ -58,7 +63,11 @@ complete -c hoop -n "__fish_hoop_using_subcommand ls" -s h -l help -d 'Print hel
 complete -c hoop -n "__fish_hoop_using_subcommand connect" -l port -d 'Local port; default 5433 for PostgreSQL (the next free one if taken)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand connect" -s o -l output -d '`json`: print one `ready` event with host, port, user, password and url' -r -f -a "table\t'Aligned columns for people'
 json\t'JSON for programs'"
+complete -c hoop -n "__fish_hoop_using_subcommand connect" -l reason -d 'Why you need access (when the connection needs an approved review)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand connect" -l duration -d 'How long the access window should last, like `30m` (reviewed connections)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand connect" -l wait -d 'Wait at most this long for the approval (default: until it is decided)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand connect" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand connect" -l no-wait -d 'File the request, print its id and exit with the "pending" code'
 complete -c hoop -n "__fish_hoop_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l user -d 'Only this user\'s sessions (subject or name)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l connection -d 'Only sessions on this connection' -r
@@ -77,14 +86,46 @@ complete -c hoop -n "__fish_hoop_using_subcommand sessions; and __fish_seen_subc
 complete -c hoop -n "__fish_hoop_using_subcommand sessions; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hoop -n "__fish_hoop_using_subcommand sessions; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one session and its statement log'
 complete -c hoop -n "__fish_hoop_using_subcommand sessions; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and not __fish_seen_subcommand_from show help" -l limit -d 'At most this many reviews, newest first' -r
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and not __fish_seen_subcommand_from show help" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'JSON for programs'"
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and not __fish_seen_subcommand_from show help" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and not __fish_seen_subcommand_from show help" -l mine -d 'Reviews you asked for (the default)'
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and not __fish_seen_subcommand_from show help" -l to-approve -d 'Pending reviews you may approve'
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and not __fish_seen_subcommand_from show help" -l all -d 'Every review (admins and auditors)'
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and not __fish_seen_subcommand_from show help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and not __fish_seen_subcommand_from show help" -f -a "show" -d 'Show one review: who asked, why, the statement, the approvals'
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and not __fish_seen_subcommand_from show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'JSON for programs'"
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and __fish_seen_subcommand_from show" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one review: who asked, why, the statement, the approvals'
+complete -c hoop -n "__fish_hoop_using_subcommand reviews; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hoop -n "__fish_hoop_using_subcommand approve" -l comment -d 'A note kept with your approval' -r
+complete -c hoop -n "__fish_hoop_using_subcommand approve" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand approve" -s h -l help -d 'Print help'
+complete -c hoop -n "__fish_hoop_using_subcommand reject" -l reason -d 'Why (the requester sees it)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand reject" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand reject" -s h -l help -d 'Print help'
+complete -c hoop -n "__fish_hoop_using_subcommand revoke" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand revoke" -s h -l help -d 'Print help'
+complete -c hoop -n "__fish_hoop_using_subcommand withdraw" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand withdraw" -s h -l help -d 'Print help'
 complete -c hoop -n "__fish_hoop_using_subcommand completion" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand completion" -s h -l help -d 'Print help'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "login" -d 'Log in to a gateway (OIDC device flow) and cache the tokens'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "logout" -d 'Forget the cached tokens for the gateway'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "whoami" -d 'Show who the gateway thinks you are'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "connections" -d 'List the connections you may use'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "connect" -d 'Open a local port that tunnels to a connection through the gateway'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "sessions" -d 'List recorded sessions (`show <id>` for one session\'s statement log)'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "completion" -d 'Print a shell completion script'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "login" -d 'Log in to a gateway (OIDC device flow) and cache the tokens'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "logout" -d 'Forget the cached tokens for the gateway'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "whoami" -d 'Show who the gateway thinks you are'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "connections" -d 'List the connections you may use'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "connect" -d 'Open a local port that tunnels to a connection through the gateway'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "sessions" -d 'List recorded sessions (`show <id>` for one session\'s statement log)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "reviews" -d 'List reviews: yours, those you may approve, or all (`show <id>` for one)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "approve" -d 'Approve a review (without an id, on a terminal: pick one)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "reject" -d 'Reject a review, saying why'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "revoke" -d 'End an approved access grant early; live sessions under it are closed'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "withdraw" -d 'Withdraw a pending request of your own'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "completion" -d 'Print a shell completion script'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c hoop -n "__fish_hoop_using_subcommand help; and __fish_seen_subcommand_from sessions" -f -a "show" -d 'Show one session and its statement log'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and __fish_seen_subcommand_from reviews" -f -a "show" -d 'Show one review: who asked, why, the statement, the approvals'

@@ -26,6 +26,12 @@ pub enum Exit {
     Certificate = 84,
     /// The named connection, review or session does not exist.
     NotFound = 85,
+    /// A guardrail blocked the statement or command.
+    Blocked = 86,
+    /// The review was rejected, expired or withdrawn.
+    ReviewRejected = 87,
+    /// The review is still pending (`--no-wait`).
+    ReviewPending = 88,
     /// A time limit was reached.
     Timeout = 89,
     /// The gateway answered with an error, or hoop itself failed.
@@ -52,6 +58,12 @@ impl Exit {
             "the gateway's TLS certificate is untrusted or changed",
         ),
         (Exit::NotFound, "no such connection, review or session"),
+        (Exit::Blocked, "blocked by a guardrail"),
+        (
+            Exit::ReviewRejected,
+            "review rejected, expired or withdrawn",
+        ),
+        (Exit::ReviewPending, "review pending (--no-wait)"),
         (Exit::Timeout, "a time limit was reached"),
         (
             Exit::Internal,

@@ -56,6 +56,16 @@ pub enum Command {
     Connect(commands::connect::ConnectArgs),
     /// List recorded sessions (`show <id>` for one session's statement log).
     Sessions(commands::sessions::SessionsArgs),
+    /// List reviews: yours, those you may approve, or all (`show <id>` for one).
+    Reviews(commands::reviews::ReviewsArgs),
+    /// Approve a review (without an id, on a terminal: pick one).
+    Approve(commands::reviews::ApproveArgs),
+    /// Reject a review, saying why.
+    Reject(commands::reviews::RejectArgs),
+    /// End an approved access grant early; live sessions under it are closed.
+    Revoke(commands::reviews::IdArgs),
+    /// Withdraw a pending request of your own.
+    Withdraw(commands::reviews::IdArgs),
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -157,6 +167,11 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Connections { output } => commands::connections::run(&ctx, output).await,
         Command::Connect(args) => commands::connect::run(&ctx, args).await,
         Command::Sessions(args) => commands::sessions::run(&ctx, args).await,
+        Command::Reviews(args) => commands::reviews::run(&ctx, args).await,
+        Command::Approve(args) => commands::reviews::approve(&ctx, args).await,
+        Command::Reject(args) => commands::reviews::reject(&ctx, args).await,
+        Command::Revoke(args) => commands::reviews::revoke(&ctx, args).await,
+        Command::Withdraw(args) => commands::reviews::withdraw(&ctx, args).await,
         Command::Completion { .. } => Err(CliError::new(Exit::Internal, "unreachable")),
     }
 }

@@ -44,7 +44,8 @@ pub enum Output {
 pub enum Command {
     /// Run the gateway with --config.
     Run,
-    /// Run on embedded defaults: SQLite, self-signed TLS, built-in issuer with a dev user.
+    /// Run on embedded defaults: SQLite, self-signed TLS, built-in issuer with a dev user, and a
+    /// `demo` PostgreSQL database where PostgreSQL is installed.
     Dev(DevArgs),
     /// Validate a configuration file without starting.
     Check,
@@ -64,6 +65,9 @@ pub struct DevArgs {
     /// Listen address (overrides the config's `server.listen`).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Do not start the throwaway `demo` PostgreSQL database.
+    #[arg(long)]
+    pub no_demo: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,7 +189,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Dev(args)) => {
             init_logging(false);
-            crate::dev::run(cli.data_dir, args.listen).await?;
+            crate::dev::run(cli.data_dir, args.listen, !args.no_demo).await?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Check) => check(cli.config.as_deref()),

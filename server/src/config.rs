@@ -510,7 +510,9 @@ impl Config {
             }
             if let Some(r) = &c.review {
                 if r.approvers.is_empty() {
-                    problems.push(format!("`{at}.review.approvers`: name the groups that may approve"));
+                    problems.push(format!(
+                        "`{at}.review.approvers`: name the groups that may approve"
+                    ));
                 }
                 if r.min_approvals == 0 {
                     problems.push(format!("`{at}.review.min_approvals` must be at least 1"));

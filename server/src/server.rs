@@ -147,6 +147,8 @@ impl Gateway {
             .context("the audit log cannot be written; refusing to start")?;
         let policies = crate::policy::compile_all(&config).map_err(anyhow::Error::msg)?;
         let recorder = crate::recording::Recorder::start(store.clone());
+        let reviews =
+            crate::reviews::Reviews::new(store.clone(), audit.clone(), config.auth.admins.clone());
         let state = AppState {
             config: Arc::new(config),
             auth: Arc::new(auth),
@@ -155,6 +157,7 @@ impl Gateway {
             metrics: Arc::new(Metrics::default()),
             recorder,
             policies: Arc::new(policies),
+            reviews,
         };
         Ok(Gateway {
             state,

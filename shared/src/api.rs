@@ -66,6 +66,9 @@ pub struct ConnectionInfo {
     pub database: Option<String>,
     /// Groups allowed to use the connection.
     pub allow: Vec<String>,
+    /// Connecting needs an approved access review (`hoop connect --reason ... --duration ...`).
+    #[serde(default)]
+    pub access_review: bool,
 }
 
 /// The body of every API error response.
@@ -155,4 +158,93 @@ pub struct StatementInfo {
     pub duration_us: u64,
     /// Values masked in its results, by detector or rule.
     pub masked: BTreeMap<String, u64>,
+}
+
+/// `POST /api/v1/reviews`: ask for a window of access to a connection that needs review.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessRequest {
+    /// The connection.
+    pub connection: String,
+    /// Why (approvers see it): a ticket, an incident.
+    pub reason: String,
+    /// How long the window should last once approved, in seconds.
+    pub duration_secs: u64,
+}
+
+/// `POST /api/v1/reviews/{id}/approve`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApproveRequest {
+    /// A note kept with the approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// `POST /api/v1/reviews/{id}/reject`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RejectRequest {
+    /// Why (required; the requester sees it).
+    pub reason: String,
+}
+
+/// One approval or the rejection of a review.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReviewDecisionInfo {
+    /// Who (subject).
+    pub by: String,
+    /// Their display name.
+    pub name: String,
+    /// RFC 3339.
+    pub at: String,
+    /// `approve` or `reject`.
+    pub decision: String,
+    /// The approval's comment or the rejection's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// A review as the API shows it (`/api/v1/reviews`). Kind and state are strings, so a client
+/// keeps working when a later gateway adds one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReviewInfo {
+    /// The short id people type (`hoop approve 42`).
+    pub id: i64,
+    /// `access` or `statement`.
+    pub kind: String,
+    /// Connection name.
+    pub connection: String,
+    /// Requester subject.
+    pub requester: String,
+    /// Requester display name.
+    pub requester_name: String,
+    /// Why (access), or the class or guardrail rule that asked for review (statements).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The held statement, masked by the detectors (statement reviews).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
+    /// The session holding the statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// `pending`, `approved`, `rejected`, `expired`, `withdrawn`, `executed` or `revoked`.
+    pub state: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// When a pending review expires (RFC 3339).
+    pub expires_at: String,
+    /// Last change of state or decision (RFC 3339).
+    pub updated_at: String,
+    /// Requested window length in seconds (access reviews).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<i64>,
+    /// When the approved access window ends (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ends_at: Option<String>,
+    /// Approvals needed.
+    pub min_approvals: u32,
+    /// Approvals so far.
+    pub approvals: u32,
+    /// Groups whose members may approve.
+    pub approvers: Vec<String>,
+    /// Approvals and the rejection, oldest first.
+    pub decisions: Vec<ReviewDecisionInfo>,
 }

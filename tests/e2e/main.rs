@@ -8,8 +8,10 @@
     clippy::indexing_slicing
 )]
 
+mod demo;
 mod harness;
 mod identity;
 mod policy;
 mod postgres;
+mod reviews;
 mod tls;

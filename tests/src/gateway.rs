@@ -383,10 +383,22 @@ impl CliUser {
 
     /// Starts `hoop connect <name> -o json` with `env` and waits for its `ready` event.
     pub async fn connect(&self, name: &str, env: &[(&str, &str)]) -> Result<Tunnel> {
+        self.connect_with(name, &[], env).await
+    }
+
+    /// Like [`CliUser::connect`] with extra flags (`--reason`, `--duration`...).
+    pub async fn connect_with(
+        &self,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Tunnel> {
         let dir = tempfile::Builder::new().prefix("hoop-connect-").tempdir()?;
         let port = free_port();
-        let mut cmd =
-            self.command(&["connect", name, "-o", "json", "--port", &port.to_string()])?;
+        let port_s = port.to_string();
+        let mut args = vec!["connect", name, "-o", "json", "--port", port_s.as_str()];
+        args.extend_from_slice(extra);
+        let mut cmd = self.command(&args)?;
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -28,6 +28,18 @@ pub struct ConnectArgs {
     /// `json`: print one `ready` event with host, port, user, password and url.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// Why you need access (when the connection needs an approved review).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// How long the access window should last, like `30m` (reviewed connections).
+    #[arg(long, default_value = "1h")]
+    pub duration: humantime::Duration,
+    /// Wait at most this long for the approval (default: until it is decided).
+    #[arg(long, conflicts_with = "no_wait")]
+    pub wait: Option<humantime::Duration>,
+    /// File the request, print its id and exit with the "pending" code.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// Hands out bearer tokens, refreshing one at a time (providers that rotate refresh tokens
@@ -147,6 +159,43 @@ pub async fn run(ctx: &Ctx, args: ConnectArgs) -> CliResult<()> {
                 ),
             )
         })?;
+    let tokens = Arc::new(Tokens {
+        gw: gw.clone(),
+        store,
+        env: ctx.token.clone(),
+        current: tokio::sync::Mutex::new(None),
+    });
+    if conn.access_review {
+        let reason = match &args.reason {
+            Some(r) if !r.trim().is_empty() => r.clone(),
+            _ if crate::ui::stdin_is_tty() && crate::ui::stderr_is_tty() => {
+                dialoguer::Input::<String>::new()
+                    .with_prompt(format!("{} needs an approved review; reason", conn.name))
+                    .interact_text()
+                    .map_err(|e| CliError::new(Exit::Usage, format!("no reason given ({e})")))?
+            }
+            _ => {
+                return Err(CliError::new(
+                    Exit::Usage,
+                    format!(
+                        "{} needs an approved access review: give --reason \"...\" (and --duration)",
+                        conn.name
+                    ),
+                ));
+            }
+        };
+        let bearer = tokens.bearer().await?;
+        crate::commands::reviews::request_and_wait_access(
+            &gw,
+            &bearer,
+            &conn.name,
+            &reason,
+            args.duration.into(),
+            args.wait.map(Into::into),
+            args.no_wait,
+        )
+        .await?;
+    }
     let tunnel = Arc::new(TunnelClient::new(gw.clone())?);
     tunnel.warm_up().await?;
     let listener = bind(args.port, &conn.kind).await?;
@@ -175,12 +224,6 @@ pub async fn run(ctx: &Ctx, args: ConnectArgs) -> CliResult<()> {
         }
     }
 
-    let tokens = Arc::new(Tokens {
-        gw: gw.clone(),
-        store,
-        env: ctx.token.clone(),
-        current: tokio::sync::Mutex::new(None),
-    });
     let name = Arc::new(conn.name.clone());
     let kind = Arc::new(conn.kind.clone());
     let secret = Arc::new(secret);

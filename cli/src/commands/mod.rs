@@ -5,5 +5,6 @@ pub mod connect;
 pub mod connections;
 pub mod login;
 pub mod logout;
+pub mod reviews;
 pub mod sessions;
 pub mod whoami;

@@ -281,7 +281,7 @@ fn statement_row(st: &StatementInfo) -> Vec<String> {
 /// One line of terminal-safe text: whitespace runs become one space and other control
 /// characters are escaped, so recorded text (typed by whoever ran the session) cannot move the
 /// cursor or recolour the auditor's terminal.
-fn clean(s: &str) -> String {
+pub(crate) fn clean(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut space = false;
     for c in s.trim().chars() {
@@ -309,7 +309,7 @@ fn is_bidi(c: char) -> bool {
 }
 
 /// `2025-01-31 09:00:00Z` from RFC 3339 (UTC: a listing means the same to everyone reading it).
-fn when(rfc3339: &str) -> String {
+pub(crate) fn when(rfc3339: &str) -> String {
     OffsetDateTime::parse(rfc3339, &Rfc3339)
         .ok()
         .and_then(|t| {

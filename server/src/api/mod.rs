@@ -4,6 +4,7 @@
 
 mod caller;
 mod issuer_routes;
+mod reviews;
 mod sessions;
 
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub recorder: crate::recording::Recorder,
     /// Compiled policy per connection name.
     pub policies: Arc<std::collections::HashMap<String, Arc<crate::policy::Policy>>>,
+    /// Just-in-time reviews: access grants and held statements.
+    pub reviews: Arc<crate::reviews::Reviews>,
 }
 
 impl AppState {
@@ -106,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/auth/config", get(auth_config))
         .route("/api/v1/me", get(me))
         .route("/api/v1/connections", get(connections))
+        .merge(reviews::router())
         .merge(sessions::router());
     if state.auth.builtin_issuer().is_some() {
         r = r.merge(issuer_routes::router());
@@ -160,6 +164,7 @@ async fn connections(State(s): State<AppState>, Caller(id): Caller) -> Json<Vec<
                 description: c.description.clone(),
                 database: c.database.clone(),
                 allow: c.allow.clone(),
+                access_review: c.review.as_ref().is_some_and(|r| r.access),
             })
             .collect(),
     )

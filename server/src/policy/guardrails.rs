@@ -120,7 +120,7 @@ pub const SQLSTATE: &str = "42501";
 /// `None` when allowed.
 pub fn error_message(verdict: &Verdict) -> Option<String> {
     match verdict {
-        Verdict::Allow => None,
+        Verdict::Allow | Verdict::Review { .. } => None,
         Verdict::Block { rule, reason } => Some(format!("blocked by guardrail {rule}: {reason}")),
     }
 }
@@ -490,7 +490,7 @@ mod tests {
     fn blocked(g: &Guardrails, sql: &str) -> (String, String) {
         match g.check(sql) {
             Verdict::Block { rule, reason } => (rule, reason),
-            Verdict::Allow => panic!("allowed but should be blocked: {sql}"),
+            other => panic!("{other:?} but should be blocked: {sql}"),
         }
     }
 

@@ -22,6 +22,13 @@ pub enum Verdict {
         /// Why, in a few words.
         reason: String,
     },
+    /// Hold it until someone approves (a statement review).
+    Review {
+        /// The class (`write`, `ddl`, `all`) or guardrail rule that asked for review.
+        rule: String,
+        /// Why, in a few words.
+        reason: String,
+    },
 }
 
 /// Per-session masking counters, by detector or rule.
@@ -56,6 +63,9 @@ impl MaskCounts {
 pub struct Policy {
     guardrails: Option<guardrails::Guardrails>,
     masker: Option<masking::Masker>,
+    /// Statement classes (`write`, `ddl`, `all`) and guardrail rules whose statements are held
+    /// for review instead of running (or being blocked).
+    review: Vec<String>,
 }
 
 /// The built-in masking set connections may name without declaring it.
@@ -77,6 +87,7 @@ impl Policy {
         masking_names: &[String],
         declared_guardrails: &[guardrails::GuardrailConfig],
         declared_masking: &[masking::MaskingConfig],
+        review: &[String],
     ) -> Result<Policy, String> {
         let guardrails = if guardrail_names.is_empty() {
             None
@@ -107,7 +118,11 @@ impl Policy {
             }
             Some(masking::Masker::compile(&sets)?)
         };
-        Ok(Policy { guardrails, masker })
+        Ok(Policy {
+            guardrails,
+            masker,
+            review: review.to_vec(),
+        })
     }
 
     /// Judges one command (a whole simple-protocol query string, or one Parse). `prepared`
@@ -117,16 +132,55 @@ impl Policy {
         sql: &str,
         prepared: &dyn Fn(&str) -> Option<String>,
     ) -> (Verdict, Vec<(String, String)>) {
-        let Some(g) = &self.guardrails else {
+        if self.guardrails.is_none() && self.review.is_empty() {
             return (Verdict::Allow, Vec::new());
-        };
+        }
         let infos = sql::analyze(sql);
-        let verdict = g.check_analyzed(&infos, prepared);
+        let verdict = match &self.guardrails {
+            Some(g) => g.check_analyzed(&infos, prepared),
+            None => Verdict::Allow,
+        };
+        let verdict = match verdict {
+            // A guardrail switched from "block" to "review".
+            Verdict::Block { rule, reason } if self.review.contains(&rule) => {
+                Verdict::Review { rule, reason }
+            }
+            Verdict::Allow => self.review_class(&infos).unwrap_or(Verdict::Allow),
+            other => other,
+        };
         let defs = infos
             .iter()
             .filter_map(|i| i.prepare.as_ref().map(|p| (p.name.clone(), p.text.clone())))
             .collect();
         (verdict, defs)
+    }
+
+    /// A review verdict when a statement's class is under review.
+    fn review_class(&self, infos: &[sql::StatementInfo]) -> Option<Verdict> {
+        use sql::StatementClass as C;
+        for info in infos {
+            let class = match info.class {
+                C::Write => Some("write"),
+                C::Ddl | C::Admin => Some("ddl"),
+                C::Read | C::Other => None,
+                C::Session => continue,
+            };
+            for wanted in &self.review {
+                let hit = match wanted.as_str() {
+                    "all" => true,
+                    "write" => class == Some("write") || class == Some("ddl"),
+                    "ddl" => class == Some("ddl"),
+                    _ => false,
+                };
+                if hit {
+                    return Some(Verdict::Review {
+                        rule: wanted.clone(),
+                        reason: format!("{} statements need approval", info.class.as_str()),
+                    });
+                }
+            }
+        }
+        None
     }
 
     /// True when any masking rule or detector applies.
@@ -195,11 +249,17 @@ pub fn compile_all(
     guardrails::Guardrails::validate(&config.guardrails)?;
     let mut out = std::collections::HashMap::new();
     for c in &config.connections {
+        let review = c
+            .review
+            .as_ref()
+            .map(|r| r.statements.clone())
+            .unwrap_or_default();
         let p = Policy::compile(
             &c.guardrails,
             &c.masking,
             &config.guardrails,
             &config.masking,
+            &review,
         )
         .map_err(|e| format!("connection {:?}: {e}", c.name))?;
         out.insert(c.name.clone(), std::sync::Arc::new(p));

@@ -263,8 +263,10 @@ mod tests {
 
     use super::*;
     use crate::policy::MaskCounts;
+    use crate::reviews::{Decision, Review, ReviewId, ReviewState};
     use crate::store::{
-        ApiKeyRecord, RefreshRecord, SessionFilter, SessionRow, SqliteStore, UserRecord,
+        ApiKeyRecord, DecideOutcome, NewReview, RefreshRecord, ReviewQuery, SessionFilter,
+        SessionRow, SqliteStore, UserRecord,
     };
 
     /// A SQLite store whose recording writes fail on demand, counting the batches it sees.
@@ -350,6 +352,35 @@ mod tests {
             limit: u32,
         ) -> Result<Vec<StatementRecord>, StoreError> {
             self.inner.statements_of(id, after, limit).await
+        }
+        async fn review_create(&self, r: &NewReview) -> Result<ReviewId, StoreError> {
+            self.inner.review_create(r).await
+        }
+        async fn review_get(&self, id: ReviewId) -> Result<Option<Review>, StoreError> {
+            self.inner.review_get(id).await
+        }
+        async fn reviews_list(&self, q: &ReviewQuery) -> Result<Vec<Review>, StoreError> {
+            self.inner.reviews_list(q).await
+        }
+        async fn review_decide(
+            &self,
+            id: ReviewId,
+            d: &Decision,
+            now: i64,
+        ) -> Result<DecideOutcome, StoreError> {
+            self.inner.review_decide(id, d, now).await
+        }
+        async fn review_set_state(
+            &self,
+            id: ReviewId,
+            from: ReviewState,
+            to: ReviewState,
+            now: i64,
+        ) -> Result<bool, StoreError> {
+            self.inner.review_set_state(id, from, to, now).await
+        }
+        async fn reviews_due(&self, now: i64) -> Result<Vec<Review>, StoreError> {
+            self.inner.reviews_due(now).await
         }
     }
 

@@ -9,15 +9,25 @@
 //! Waiters are woken in-process by a watch channel per review (`wait`), so a decision reaches a
 //! held statement or a waiting `hoop connect` within milliseconds.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, event};
 use crate::auth::Identity;
 use crate::config::ConnectionConfig;
-use crate::store::Store;
+use crate::store::{DecideOutcome, NewReview, ReviewQuery, Store, StoreError};
+
+/// How often the expiry task looks for pending reviews and access windows past their time.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// A waiter re-reads the store at least this often, so a decision taken by another process on
+/// the same database (which cannot wake this one's channels) is still seen.
+const WAIT_RECHECK: Duration = Duration::from_secs(2);
 
 /// The short id people type (`hoop approve 42`).
 pub type ReviewId = i64;
@@ -30,6 +40,31 @@ pub enum ReviewKind {
     Access,
     /// One statement, held in a live session.
     Statement,
+}
+
+impl ReviewKind {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewKind::Access => "access",
+            ReviewKind::Statement => "statement",
+        }
+    }
+
+    /// The inverse of [`ReviewKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "access" => Some(ReviewKind::Access),
+            "statement" => Some(ReviewKind::Statement),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ReviewKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where a review stands.
@@ -50,6 +85,43 @@ pub enum ReviewState {
     Executed,
     /// The access window was ended early.
     Revoked,
+}
+
+impl ReviewState {
+    /// Every state.
+    pub const ALL: [ReviewState; 7] = [
+        ReviewState::Pending,
+        ReviewState::Approved,
+        ReviewState::Rejected,
+        ReviewState::Expired,
+        ReviewState::Withdrawn,
+        ReviewState::Executed,
+        ReviewState::Revoked,
+    ];
+
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewState::Pending => "pending",
+            ReviewState::Approved => "approved",
+            ReviewState::Rejected => "rejected",
+            ReviewState::Expired => "expired",
+            ReviewState::Withdrawn => "withdrawn",
+            ReviewState::Executed => "executed",
+            ReviewState::Revoked => "revoked",
+        }
+    }
+
+    /// The inverse of [`ReviewState::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ReviewState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One approval (or the rejection).
@@ -102,6 +174,18 @@ pub struct Review {
     pub approvers: Vec<String>,
     /// Approvals and the rejection so far.
     pub decisions: Vec<Decision>,
+    /// Last change (unix seconds): the decision or transition that put it in its state.
+    pub updated_at: i64,
+}
+
+impl Review {
+    /// Distinct approvals so far.
+    pub fn approvals(&self) -> usize {
+        self.decisions
+            .iter()
+            .filter(|d| d.decision == "approve")
+            .count()
+    }
 }
 
 /// Why a review operation failed; each maps to an HTTP status and a one-line message.
@@ -111,12 +195,20 @@ pub enum ReviewError {
     #[error("no review {0}")]
     NotFound(ReviewId),
     /// The review is not pending (names its state).
-    #[error("review {id} is already {state:?}")]
+    #[error("review {id} is already {state}")]
     NotPending {
         /// The review.
         id: ReviewId,
         /// Its state.
         state: ReviewState,
+    },
+    /// This person already decided on this pending review (a second approval does not count).
+    #[error("you already {decision} review {id}")]
+    AlreadyDecided {
+        /// The review.
+        id: ReviewId,
+        /// `approved` or `rejected`.
+        decision: &'static str,
     },
     /// The caller may not do this (self-approval, wrong group: the message says which groups).
     #[error("{0}")]
@@ -127,6 +219,12 @@ pub enum ReviewError {
     /// Store or audit failure.
     #[error("review storage failed: {0}")]
     Storage(String),
+}
+
+impl From<StoreError> for ReviewError {
+    fn from(e: StoreError) -> Self {
+        ReviewError::Storage(e.to_string())
+    }
 }
 
 /// A live access grant: sessions under it end when `ended` fires (revoked or expired).
@@ -149,7 +247,7 @@ pub struct ReviewFilter {
     pub approvable_by: Option<Identity>,
     /// Only these states.
     pub states: Vec<ReviewState>,
-    /// Most recent first, at most this many.
+    /// Most recent first, at most this many (0: all).
     pub limit: u32,
 }
 
@@ -157,17 +255,675 @@ pub struct ReviewFilter {
 pub struct Reviews {
     store: Arc<dyn Store>,
     audit: AuditLog,
+    /// `[auth].admins`: they may revoke any access grant.
+    admins: Vec<String>,
+    /// One channel per review someone waits on. Leaving `pending` removes (drops) the sender,
+    /// which wakes every receiver.
+    waiters: Mutex<HashMap<ReviewId, watch::Sender<()>>>,
+    /// One token per live access grant, so every session under a grant ends together.
+    grants: Mutex<HashMap<ReviewId, CancellationToken>>,
+    /// Serialises access requests so a double-clicked request files one review, not two.
+    filing: tokio::sync::Mutex<()>,
+}
+
+/// Seconds since the epoch, `after` from now, rounded up: a deadline is never earlier than
+/// configured.
+fn deadline(after: Duration) -> i64 {
+    let now_ns = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    let ns = now_ns.saturating_add(i128::try_from(after.as_nanos()).unwrap_or(i128::MAX));
+    let secs = ns.div_euclid(1_000_000_000) + i128::from(ns.rem_euclid(1_000_000_000) != 0);
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+fn now() -> i64 {
+    crate::util::now_unix()
+}
+
+fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these maps cannot leave them inconsistent (single inserts and
+    // removes), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Reviews {
-    /// Creates the service (and its expiry task).
-    pub fn new(store: Arc<dyn Store>, audit: AuditLog) -> Arc<Self> {
-        Arc::new(Self { store, audit })
+    /// Creates the service and starts its expiry task (every [`SWEEP_INTERVAL`]; the task ends
+    /// when the service is dropped). `admins` are `[auth].admins`, who may revoke any grant.
+    /// Must be called inside a Tokio runtime.
+    pub fn new(store: Arc<dyn Store>, audit: AuditLog, admins: Vec<String>) -> Arc<Self> {
+        let this = Arc::new(Self {
+            store,
+            audit,
+            admins,
+            waiters: Mutex::new(HashMap::new()),
+            grants: Mutex::new(HashMap::new()),
+            filing: tokio::sync::Mutex::new(()),
+        });
+        let weak = Arc::downgrade(&this);
+        tokio::spawn(sweeper(weak));
+        this
     }
 
     /// Files an access request for `duration` (at most the connection's `max_duration`).
-    pub async fn request_access(&self, _conn: &ConnectionConfig, _who: &Identity, _reason: &str, _duration: Duration) -> Result<Review, ReviewError> {
-        let _ = (&self.store, &self.audit);
-        Err(ReviewError::Invalid("not implemented".into()))
+    ///
+    /// Idempotent: when the requester already has an open grant on this connection, or a
+    /// pending request for one, that review comes back instead of a new one.
+    pub async fn request_access(
+        &self,
+        conn: &ConnectionConfig,
+        who: &Identity,
+        reason: &str,
+        duration: Duration,
+    ) -> Result<Review, ReviewError> {
+        let Some(rc) = conn.review.as_ref().filter(|r| r.access) else {
+            return Err(ReviewError::Invalid(format!(
+                "{:?} does not take access requests: connecting needs no review",
+                conn.name
+            )));
+        };
+        if !who.in_any(&conn.allow) {
+            return Err(ReviewError::Forbidden(format!(
+                "{} may not use {:?}: it is allowed to groups {}",
+                who.name,
+                conn.name,
+                conn.allow.join(", ")
+            )));
+        }
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(ReviewError::Invalid(
+                "give a reason (approvers see it), like --reason \"INC-123: fix stuck orders\""
+                    .into(),
+            ));
+        }
+        if duration.is_zero() {
+            return Err(ReviewError::Invalid(
+                "the access window must last longer than zero".into(),
+            ));
+        }
+        if duration > rc.max_duration {
+            return Err(ReviewError::Invalid(format!(
+                "{} is longer than {:?} allows: max_duration is {}",
+                human(duration),
+                conn.name,
+                human(rc.max_duration)
+            )));
+        }
+        let _filing = self.filing.lock().await;
+        let now = now();
+        let open = self
+            .store
+            .reviews_list(&ReviewQuery {
+                requester: Some(who.subject.clone()),
+                connection: Some(conn.name.clone()),
+                kind: Some(ReviewKind::Access),
+                states: vec![ReviewState::Pending, ReviewState::Approved],
+                ..ReviewQuery::default()
+            })
+            .await?;
+        let existing = open.into_iter().find(|r| match r.state {
+            ReviewState::Approved => r.window_ends_at.is_some_and(|t| t > now),
+            _ => r.expires_at > now,
+        });
+        if let Some(r) = existing {
+            return Ok(r);
+        }
+        // Whole seconds, rounded up: a window is never shorter than asked for.
+        let secs = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+        let new = NewReview {
+            kind: ReviewKind::Access,
+            connection: conn.name.clone(),
+            requester: who.subject.clone(),
+            requester_name: who.name.clone(),
+            reason: Some(reason.to_string()),
+            statement: None,
+            session_id: None,
+            created_at: now,
+            expires_at: deadline(rc.pending_expiry),
+            duration_secs: Some(i64::try_from(secs).unwrap_or(i64::MAX)),
+            min_approvals: rc.min_approvals,
+            approvers: rc.approvers.clone(),
+        };
+        self.file(new, who, json!({ "reason": reason, "duration_secs": secs }))
+            .await
+    }
+
+    /// Files a statement review: `statement` is already masked; `rule` is the class or
+    /// guardrail rule that asked for review (kept as the review's reason). It expires after the
+    /// connection's `statement_timeout`.
+    pub async fn request_statement(
+        &self,
+        conn: &ConnectionConfig,
+        who: &Identity,
+        statement: &str,
+        session_id: &str,
+        rule: &str,
+    ) -> Result<Review, ReviewError> {
+        let Some(rc) = conn.review.as_ref() else {
+            return Err(ReviewError::Invalid(format!(
+                "{:?} has no review settings",
+                conn.name
+            )));
+        };
+        let new = NewReview {
+            kind: ReviewKind::Statement,
+            connection: conn.name.clone(),
+            requester: who.subject.clone(),
+            requester_name: who.name.clone(),
+            reason: Some(rule.to_string()),
+            statement: Some(statement.to_string()),
+            session_id: Some(session_id.to_string()),
+            created_at: now(),
+            expires_at: deadline(rc.statement_timeout),
+            duration_secs: None,
+            min_approvals: rc.min_approvals,
+            approvers: rc.approvers.clone(),
+        };
+        self.file(new, who, json!({ "rule": rule, "session": session_id }))
+            .await
+    }
+
+    /// Stores a new review and audits it. A review whose record cannot be audited is expired at
+    /// once, so nothing unaudited can be approved.
+    async fn file(
+        &self,
+        new: NewReview,
+        who: &Identity,
+        extra: serde_json::Value,
+    ) -> Result<Review, ReviewError> {
+        let id = self.store.review_create(&new).await?;
+        let review = self.get(id).await?;
+        let mut extra = extra;
+        if let Some(obj) = extra.as_object_mut() {
+            obj.insert("approvers".into(), json!(review.approvers));
+            obj.insert("min_approvals".into(), json!(review.min_approvals));
+        }
+        if let Err(e) = self
+            .audit_event("review.requested", Some(&who.subject), &review, extra)
+            .await
+        {
+            let _ = self
+                .store
+                .review_set_state(id, ReviewState::Pending, ReviewState::Expired, now())
+                .await;
+            return Err(e);
+        }
+        Ok(review)
+    }
+
+    /// Approves a pending review. The `min_approvals`-th distinct approval approves it; an
+    /// access review's window then starts.
+    pub async fn approve(
+        &self,
+        id: ReviewId,
+        who: &Identity,
+        comment: Option<&str>,
+    ) -> Result<Review, ReviewError> {
+        let comment = comment.map(str::trim).filter(|c| !c.is_empty());
+        self.decide(id, who, true, comment).await
+    }
+
+    /// Rejects a pending review; `reason` is required and shown to the requester.
+    pub async fn reject(
+        &self,
+        id: ReviewId,
+        who: &Identity,
+        reason: &str,
+    ) -> Result<Review, ReviewError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(ReviewError::Invalid(
+                "give a reason for the rejection (the requester sees it)".into(),
+            ));
+        }
+        self.decide(id, who, false, Some(reason)).await
+    }
+
+    async fn decide(
+        &self,
+        id: ReviewId,
+        who: &Identity,
+        approve: bool,
+        comment: Option<&str>,
+    ) -> Result<Review, ReviewError> {
+        let review = self.get(id).await?;
+        if review.state != ReviewState::Pending {
+            return Err(ReviewError::NotPending {
+                id,
+                state: review.state,
+            });
+        }
+        let verb = if approve { "approve" } else { "reject" };
+        if review.requester == who.subject {
+            return Err(ReviewError::Forbidden(if approve {
+                "you cannot approve your own request".to_string()
+            } else {
+                format!("you cannot reject your own request; withdraw review {id} instead")
+            }));
+        }
+        if !who.in_any(&review.approvers) {
+            return Err(ReviewError::Forbidden(format!(
+                "only members of {} may {verb} review {id}",
+                review.approvers.join(", ")
+            )));
+        }
+        let decision = Decision {
+            by: who.subject.clone(),
+            name: who.name.clone(),
+            at: now(),
+            decision: verb.to_string(),
+            comment: comment.map(str::to_string),
+        };
+        let decided = match self.store.review_decide(id, &decision, decision.at).await? {
+            DecideOutcome::Recorded(r) => *r,
+            DecideOutcome::NotFound => return Err(ReviewError::NotFound(id)),
+            DecideOutcome::NotPending(state) => {
+                return Err(ReviewError::NotPending { id, state });
+            }
+            DecideOutcome::AlreadyDecided => {
+                let earlier = review
+                    .decisions
+                    .iter()
+                    .find(|d| d.by == who.subject)
+                    .map(|d| d.decision.as_str());
+                return Err(ReviewError::AlreadyDecided {
+                    id,
+                    decision: if earlier == Some("reject") {
+                        "rejected"
+                    } else {
+                        "approved"
+                    },
+                });
+            }
+            DecideOutcome::PastExpiry => {
+                // The sweep has not reached it yet: expire it now rather than let a late
+                // decision through.
+                self.expire(&review, now()).await?;
+                return Err(ReviewError::NotPending {
+                    id,
+                    state: ReviewState::Expired,
+                });
+            }
+        };
+        if decided.state != ReviewState::Pending {
+            self.wake(id);
+        }
+        let result = if approve {
+            self.audit_event(
+                "review.approved",
+                Some(&who.subject),
+                &decided,
+                json!({
+                    "approvals": decided.approvals(),
+                    "min_approvals": decided.min_approvals,
+                    "approved": decided.state == ReviewState::Approved,
+                    "window_ends_at": decided.window_ends_at,
+                    "comment": comment,
+                }),
+            )
+            .await
+        } else {
+            self.audit_event(
+                "review.rejected",
+                Some(&who.subject),
+                &decided,
+                json!({ "reason": comment }),
+            )
+            .await
+        };
+        result.map(|()| decided)
+    }
+
+    /// Ends an approved access grant early: its sessions end. The requester, the review's
+    /// approvers and admins may revoke.
+    pub async fn revoke(&self, id: ReviewId, who: &Identity) -> Result<Review, ReviewError> {
+        let review = self.get(id).await?;
+        if review.kind != ReviewKind::Access {
+            return Err(ReviewError::Invalid(format!(
+                "review {id} is a statement review; only access grants can be revoked"
+            )));
+        }
+        if review.requester != who.subject
+            && !who.in_any(&review.approvers)
+            && !who.in_any(&self.admins)
+        {
+            return Err(ReviewError::Forbidden(format!(
+                "only the requester, members of {} or an admin may revoke review {id}",
+                review.approvers.join(", ")
+            )));
+        }
+        match review.state {
+            ReviewState::Approved => {}
+            ReviewState::Pending => {
+                return Err(ReviewError::Invalid(format!(
+                    "review {id} is still pending: reject it (or withdraw it, if it is yours)"
+                )));
+            }
+            state => return Err(ReviewError::NotPending { id, state }),
+        }
+        self.transition(&review, ReviewState::Approved, ReviewState::Revoked)
+            .await?;
+        self.end_grant(id);
+        self.wake(id);
+        let revoked = self.get(id).await?;
+        self.audit_event("review.revoked", Some(&who.subject), &revoked, json!({}))
+            .await?;
+        Ok(revoked)
+    }
+
+    /// The requester gives up a pending review (`hoop connect` does this on Ctrl-C; a held
+    /// statement when its client stops waiting).
+    pub async fn withdraw(&self, id: ReviewId, who: &Identity) -> Result<Review, ReviewError> {
+        let review = self.get(id).await?;
+        if review.requester != who.subject {
+            return Err(ReviewError::Forbidden(format!(
+                "only the requester may withdraw review {id}"
+            )));
+        }
+        if review.state != ReviewState::Pending {
+            return Err(ReviewError::NotPending {
+                id,
+                state: review.state,
+            });
+        }
+        self.transition(&review, ReviewState::Pending, ReviewState::Withdrawn)
+            .await?;
+        self.wake(id);
+        let withdrawn = self.get(id).await?;
+        self.audit_event(
+            "review.withdrawn",
+            Some(&who.subject),
+            &withdrawn,
+            json!({}),
+        )
+        .await?;
+        Ok(withdrawn)
+    }
+
+    /// Records that an approved statement ran.
+    pub async fn mark_executed(&self, id: ReviewId) -> Result<(), ReviewError> {
+        let review = self.get(id).await?;
+        if review.kind != ReviewKind::Statement {
+            return Err(ReviewError::Invalid(format!(
+                "review {id} is an access review; only statements are executed"
+            )));
+        }
+        if review.state != ReviewState::Approved {
+            return Err(ReviewError::NotPending {
+                id,
+                state: review.state,
+            });
+        }
+        self.transition(&review, ReviewState::Approved, ReviewState::Executed)
+            .await?;
+        self.wake(id);
+        let executed = self.get(id).await?;
+        self.audit_event(
+            "review.executed",
+            Some(&review.requester),
+            &executed,
+            json!({ "session": executed.session_id }),
+        )
+        .await
+    }
+
+    /// Moves `review` from `from` to `to`, or says where it went instead.
+    async fn transition(
+        &self,
+        review: &Review,
+        from: ReviewState,
+        to: ReviewState,
+    ) -> Result<(), ReviewError> {
+        if self
+            .store
+            .review_set_state(review.id, from, to, now())
+            .await?
+        {
+            return Ok(());
+        }
+        let state = self.get(review.id).await?.state;
+        Err(ReviewError::NotPending {
+            id: review.id,
+            state,
+        })
+    }
+
+    /// One review.
+    pub async fn get(&self, id: ReviewId) -> Result<Review, ReviewError> {
+        self.store
+            .review_get(id)
+            .await?
+            .ok_or(ReviewError::NotFound(id))
+    }
+
+    /// Reviews matching `filter`, newest first.
+    pub async fn list(&self, filter: &ReviewFilter) -> Result<Vec<Review>, ReviewError> {
+        let Some(who) = &filter.approvable_by else {
+            return Ok(self
+                .store
+                .reviews_list(&ReviewQuery {
+                    requester: filter.requester.clone(),
+                    states: filter.states.clone(),
+                    limit: filter.limit,
+                    ..ReviewQuery::default()
+                })
+                .await?);
+        };
+        if !filter.states.is_empty() && !filter.states.contains(&ReviewState::Pending) {
+            return Ok(Vec::new());
+        }
+        // Approver groups are stored per review, so the group match happens here; pending
+        // reviews are few, so all of them are read.
+        let now = now();
+        let mut pending = self
+            .store
+            .reviews_list(&ReviewQuery {
+                requester: filter.requester.clone(),
+                states: vec![ReviewState::Pending],
+                ..ReviewQuery::default()
+            })
+            .await?;
+        pending.retain(|r| {
+            r.expires_at > now
+                && r.requester != who.subject
+                && who.in_any(&r.approvers)
+                && !r.decisions.iter().any(|d| d.by == who.subject)
+        });
+        if filter.limit > 0 {
+            pending.truncate(usize::try_from(filter.limit).unwrap_or(usize::MAX));
+        }
+        Ok(pending)
+    }
+
+    /// Waits until the review leaves `pending` or `timeout` passes, and returns it as it then
+    /// stands (still pending on a timeout).
+    pub async fn wait(&self, id: ReviewId, timeout: Duration) -> Result<Review, ReviewError> {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            // Subscribe before reading, so a decision between the read and the wait is not
+            // missed.
+            let mut rx = self.subscribe(id);
+            let review = self.get(id).await?;
+            let now = tokio::time::Instant::now();
+            if review.state != ReviewState::Pending || now >= until {
+                return Ok(review);
+            }
+            let slice = (until - now).min(WAIT_RECHECK);
+            let _ = tokio::time::timeout(slice, rx.changed()).await;
+        }
+    }
+
+    /// The open access grant of `subject` on `connection`, if any. Every caller of one grant
+    /// gets the same token, cancelled when the grant is revoked or expires.
+    pub async fn active_grant(
+        &self,
+        connection: &str,
+        subject: &str,
+    ) -> Result<Option<Grant>, ReviewError> {
+        let now = now();
+        let open = self
+            .store
+            .reviews_list(&ReviewQuery {
+                requester: Some(subject.to_string()),
+                connection: Some(connection.to_string()),
+                kind: Some(ReviewKind::Access),
+                states: vec![ReviewState::Approved],
+                window_open_at: Some(now),
+                ..ReviewQuery::default()
+            })
+            .await?;
+        let Some((id, _)) = open
+            .iter()
+            .filter_map(|r| r.window_ends_at.map(|t| (r.id, t)))
+            .max_by_key(|(_, t)| *t)
+        else {
+            return Ok(None);
+        };
+        let token = lock(&self.grants).entry(id).or_default().clone();
+        // Read again after taking the token: a revoke or expiry that ran between the listing
+        // and the insert above would otherwise leave a token nobody cancels.
+        let current = self.get(id).await?;
+        match current.window_ends_at {
+            Some(ends_at) if current.state == ReviewState::Approved && ends_at > now => {
+                Ok(Some(Grant {
+                    review: id,
+                    ends_at,
+                    ended: token,
+                }))
+            }
+            _ => {
+                self.end_grant(id);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Expires what is due at `now`: pending reviews past `expires_at` and access windows past
+    /// `window_ends_at`. Returns how many were expired. The expiry task calls this.
+    pub async fn expire_due(&self, now: i64) -> Result<usize, ReviewError> {
+        let due = self.store.reviews_due(now).await?;
+        let mut n = 0;
+        let mut first_error = None;
+        // One failure (an audit write, say) must not hold back the other expiries.
+        for r in &due {
+            match self.expire(r, now).await {
+                Ok(true) => n += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+
+    /// Expires one review (pending, or an approved access window); false when something else
+    /// moved it first.
+    async fn expire(&self, r: &Review, now: i64) -> Result<bool, ReviewError> {
+        let from = r.state;
+        if !matches!(from, ReviewState::Pending | ReviewState::Approved) {
+            return Ok(false);
+        }
+        if !self
+            .store
+            .review_set_state(r.id, from, ReviewState::Expired, now)
+            .await?
+        {
+            return Ok(false);
+        }
+        if from == ReviewState::Approved {
+            self.end_grant(r.id);
+        }
+        self.wake(r.id);
+        let expired = Review {
+            state: ReviewState::Expired,
+            ..r.clone()
+        };
+        let what = if from == ReviewState::Approved {
+            "the access window ended"
+        } else {
+            "nobody decided in time"
+        };
+        self.audit_event(
+            "review.expired",
+            None,
+            &expired,
+            json!({ "was": from.as_str(), "why": what }),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    fn subscribe(&self, id: ReviewId) -> watch::Receiver<()> {
+        lock(&self.waiters)
+            .entry(id)
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe()
+    }
+
+    /// Wakes everyone waiting on `id` (dropping the sender ends their `changed()`).
+    fn wake(&self, id: ReviewId) {
+        let sender = lock(&self.waiters).remove(&id);
+        if let Some(tx) = sender {
+            tx.send_replace(());
+        }
+    }
+
+    fn end_grant(&self, id: ReviewId) {
+        let token = lock(&self.grants).remove(&id);
+        if let Some(t) = token {
+            t.cancel();
+        }
+    }
+
+    async fn audit_event(
+        &self,
+        kind: &str,
+        actor: Option<&str>,
+        r: &Review,
+        extra: serde_json::Value,
+    ) -> Result<(), ReviewError> {
+        // The statement text is never audited, masked or not: the recording holds it.
+        let mut details = json!({
+            "id": r.id,
+            "kind": r.kind.as_str(),
+            "connection": r.connection,
+            "requester": r.requester,
+        });
+        if let (Some(d), serde_json::Value::Object(extra)) = (details.as_object_mut(), extra) {
+            d.extend(extra);
+        }
+        self.audit
+            .record(event(kind, actor, None, "success", details))
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::error!(review = r.id, event = kind, error = %e, "review transition not audited");
+                ReviewError::Storage(e.to_string())
+            })
     }
 }
+
+/// The expiry task: holds only a weak reference, so it ends with the service.
+async fn sweeper(service: Weak<Reviews>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(service) = service.upgrade() else {
+            return;
+        };
+        if let Err(e) = service.expire_due(now()).await {
+            tracing::warn!(error = %e, "review expiry sweep failed; retrying");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use hoop_shared::audit::StoredRecord;
 
 use crate::policy::MaskCounts;
+use crate::reviews::{Decision, Review, ReviewId, ReviewKind, ReviewState};
 
 pub use sqlite::SqliteStore;
 
@@ -198,6 +199,68 @@ pub struct RecordingBatch {
     pub ended: Vec<(String, SessionSummary)>,
 }
 
+/// A review as it is filed; the store assigns the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReview {
+    /// Access or statement.
+    pub kind: ReviewKind,
+    /// Connection name.
+    pub connection: String,
+    /// Requester subject.
+    pub requester: String,
+    /// Requester display name.
+    pub requester_name: String,
+    /// Why, or the rule that asked for review.
+    pub reason: Option<String>,
+    /// The masked statement (statement reviews).
+    pub statement: Option<String>,
+    /// The session holding the statement.
+    pub session_id: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// A pending review expires at this time (unix seconds).
+    pub expires_at: i64,
+    /// Requested window in seconds (access reviews).
+    pub duration_secs: Option<i64>,
+    /// Approvals needed, as configured when filed.
+    pub min_approvals: u32,
+    /// Groups that may approve, as configured when filed.
+    pub approvers: Vec<String>,
+}
+
+/// Which reviews to list. Every set field narrows the result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReviewQuery {
+    /// Requested by this subject.
+    pub requester: Option<String>,
+    /// On this connection.
+    pub connection: Option<String>,
+    /// Of this kind.
+    pub kind: Option<ReviewKind>,
+    /// In one of these states (any state when empty).
+    pub states: Vec<ReviewState>,
+    /// Only access windows still open at this time (unix seconds): `window_ends_at` after it.
+    pub window_open_at: Option<i64>,
+    /// At most this many, newest first (0: no limit).
+    pub limit: u32,
+}
+
+/// What recording a decision did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecideOutcome {
+    /// The decision is stored; the review as it now stands (its state changed when this was
+    /// the rejection or the last approval needed).
+    Recorded(Box<Review>),
+    /// No such review.
+    NotFound,
+    /// The review is no longer pending (another decision won, or it ended).
+    NotPending(ReviewState),
+    /// This person has already decided on this review.
+    AlreadyDecided,
+    /// The review is still pending but past its expiry: nothing was stored.
+    PastExpiry,
+}
+
 /// The gateway's durable state.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -259,4 +322,34 @@ pub trait Store: Send + Sync + 'static {
         after_seq: Option<u64>,
         limit: u32,
     ) -> Result<Vec<StatementRecord>, StoreError>;
+
+    /// Files a review in state `pending`; returns its id.
+    async fn review_create(&self, review: &NewReview) -> Result<ReviewId, StoreError>;
+    /// One review with its decisions.
+    async fn review_get(&self, id: ReviewId) -> Result<Option<Review>, StoreError>;
+    /// Reviews matching `query`, newest first, with their decisions.
+    async fn reviews_list(&self, query: &ReviewQuery) -> Result<Vec<Review>, StoreError>;
+    /// Records an approval or rejection and applies its state change in one transaction: only
+    /// a pending, unexpired review takes decisions, each person decides once, a rejection ends
+    /// the review and the `min_approvals`-th distinct approval approves it (an access review
+    /// then gets `window_ends_at = now + duration_secs`). Two concurrent decisions cannot both
+    /// apply a transition.
+    async fn review_decide(
+        &self,
+        id: ReviewId,
+        decision: &Decision,
+        now: i64,
+    ) -> Result<DecideOutcome, StoreError>;
+    /// Moves a review from `from` to `to`; false when it was not in `from` (someone else moved
+    /// it first).
+    async fn review_set_state(
+        &self,
+        id: ReviewId,
+        from: ReviewState,
+        to: ReviewState,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Reviews due to expire at `now`: pending past `expires_at`, and approved access windows
+    /// past `window_ends_at`.
+    async fn reviews_due(&self, now: i64) -> Result<Vec<Review>, StoreError>;
 }

@@ -14,10 +14,12 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    ApiKeyRecord, RecordingBatch, RefreshRecord, SessionFilter, SessionRow, SessionStart,
-    SessionSummary, StatementRecord, Store, StoreError, UserRecord,
+    ApiKeyRecord, DecideOutcome, NewReview, RecordingBatch, RefreshRecord, ReviewQuery,
+    SessionFilter, SessionRow, SessionStart, SessionSummary, StatementRecord, Store, StoreError,
+    UserRecord,
 };
 use crate::policy::MaskCounts;
+use crate::reviews::{Decision, Review, ReviewId, ReviewKind, ReviewState};
 
 /// SQLite-backed [`Store`].
 #[derive(Clone)]
@@ -264,6 +266,176 @@ async fn finish_session(
     .execute(&mut *conn)
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+fn review_from_row(r: &SqliteRow) -> Result<Review, StoreError> {
+    let kind: String = r.try_get("kind")?;
+    let state: String = r.try_get("state")?;
+    let min: i64 = r.try_get("min_approvals")?;
+    Ok(Review {
+        id: r.try_get("id")?,
+        kind: ReviewKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("review kind {kind:?}")))?,
+        connection: r.try_get("connection")?,
+        requester: r.try_get("requester")?,
+        requester_name: r.try_get("requester_name")?,
+        reason: r.try_get("reason")?,
+        statement: r.try_get("statement")?,
+        session_id: r.try_get("session_id")?,
+        state: ReviewState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("review state {state:?}")))?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        duration_secs: r.try_get("duration_secs")?,
+        window_ends_at: r.try_get("window_ends_at")?,
+        min_approvals: u32::try_from(min)
+            .map_err(|_| StoreError::Corrupt(format!("min_approvals {min}")))?,
+        approvers: groups_from_json(&r.try_get::<String, _>("approvers_json")?)?,
+        decisions: Vec::new(),
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn decision_from_row(r: &SqliteRow) -> Result<(ReviewId, Decision), StoreError> {
+    Ok((
+        r.try_get("review_id")?,
+        Decision {
+            by: r.try_get("by_subject")?,
+            name: r.try_get("name")?,
+            at: r.try_get("at")?,
+            decision: r.try_get("decision")?,
+            comment: r.try_get("comment")?,
+        },
+    ))
+}
+
+/// Fills in the decisions of `reviews` with one query.
+async fn attach_decisions(
+    conn: &mut SqliteConnection,
+    reviews: &mut [Review],
+) -> Result<(), StoreError> {
+    if reviews.is_empty() {
+        return Ok(());
+    }
+    let mut q: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT * FROM review_decisions WHERE review_id IN (");
+    let mut ids = q.separated(", ");
+    for r in reviews.iter() {
+        ids.push_bind(r.id);
+    }
+    q.push(") ORDER BY at, rowid");
+    let rows = q.build().fetch_all(&mut *conn).await?;
+    let mut by_id: BTreeMap<ReviewId, Vec<Decision>> = BTreeMap::new();
+    for row in &rows {
+        let (id, d) = decision_from_row(row)?;
+        by_id.entry(id).or_default().push(d);
+    }
+    for r in reviews.iter_mut() {
+        r.decisions = by_id.remove(&r.id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+async fn get_review(
+    conn: &mut SqliteConnection,
+    id: ReviewId,
+) -> Result<Option<Review>, StoreError> {
+    let row = sqlx::query("SELECT * FROM reviews WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut review = [review_from_row(&row)?];
+    attach_decisions(conn, &mut review).await?;
+    let [review] = review;
+    Ok(Some(review))
+}
+
+/// Applies a decision inside an open write transaction (see [`Store::review_decide`]).
+async fn decide(
+    conn: &mut SqliteConnection,
+    id: ReviewId,
+    d: &Decision,
+    now: i64,
+) -> Result<DecideOutcome, StoreError> {
+    let Some(review) = get_review(conn, id).await? else {
+        return Ok(DecideOutcome::NotFound);
+    };
+    if review.state != ReviewState::Pending {
+        return Ok(DecideOutcome::NotPending(review.state));
+    }
+    if review.expires_at <= now {
+        return Ok(DecideOutcome::PastExpiry);
+    }
+    if review.decisions.iter().any(|x| x.by == d.by) {
+        return Ok(DecideOutcome::AlreadyDecided);
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO review_decisions (review_id, by_subject, name, at, decision, comment) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(&d.by)
+    .bind(&d.name)
+    .bind(d.at)
+    .bind(&d.decision)
+    .bind(&d.comment)
+    .execute(&mut *conn)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => return Ok(DecideOutcome::AlreadyDecided),
+        Err(e) => return Err(e.into()),
+    }
+    let approvals = review
+        .decisions
+        .iter()
+        .filter(|x| x.decision == "approve")
+        .count()
+        + usize::from(d.decision == "approve");
+    let min = usize::try_from(review.min_approvals).unwrap_or(usize::MAX);
+    let transition = if d.decision == "reject" {
+        Some(("rejected", None))
+    } else if approvals >= min {
+        let window = match review.kind {
+            ReviewKind::Access => review.duration_secs.map(|s| now.saturating_add(s)),
+            ReviewKind::Statement => None,
+        };
+        Some(("approved", window))
+    } else {
+        None
+    };
+    let r = match transition {
+        // The state guard makes a decision that lost a race change nothing.
+        Some((to, window)) => {
+            sqlx::query(
+                "UPDATE reviews SET state = ?, window_ends_at = ?, updated_at = ? \
+                 WHERE id = ? AND state = 'pending'",
+            )
+            .bind(to)
+            .bind(window)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query("UPDATE reviews SET updated_at = ? WHERE id = ? AND state = 'pending'")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?
+        }
+    };
+    if r.rows_affected() != 1 {
+        return Err(StoreError::Corrupt(format!(
+            "review {id} changed state during its decision"
+        )));
+    }
+    match get_review(conn, id).await? {
+        Some(review) => Ok(DecideOutcome::Recorded(Box::new(review))),
+        None => Ok(DecideOutcome::NotFound),
+    }
 }
 
 #[async_trait]
@@ -595,6 +767,122 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(statement_from_row).collect()
+    }
+
+    async fn review_create(&self, r: &NewReview) -> Result<ReviewId, StoreError> {
+        let res = sqlx::query(
+            "INSERT INTO reviews (kind, connection, requester, requester_name, reason, statement, \
+             session_id, state, created_at, expires_at, duration_secs, window_ends_at, \
+             min_approvals, approvers_json, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, NULL, ?, ?, ?)",
+        )
+        .bind(r.kind.as_str())
+        .bind(&r.connection)
+        .bind(&r.requester)
+        .bind(&r.requester_name)
+        .bind(&r.reason)
+        .bind(&r.statement)
+        .bind(&r.session_id)
+        .bind(r.created_at)
+        .bind(r.expires_at)
+        .bind(r.duration_secs)
+        .bind(i64::from(r.min_approvals))
+        .bind(groups_to_json(&r.approvers))
+        .bind(r.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.last_insert_rowid())
+    }
+
+    async fn review_get(&self, id: ReviewId) -> Result<Option<Review>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        get_review(&mut conn, id).await
+    }
+
+    async fn reviews_list(&self, f: &ReviewQuery) -> Result<Vec<Review>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM reviews WHERE 1 = 1");
+        if let Some(r) = &f.requester {
+            q.push(" AND requester = ").push_bind(r.clone());
+        }
+        if let Some(c) = &f.connection {
+            q.push(" AND connection = ").push_bind(c.clone());
+        }
+        if let Some(k) = f.kind {
+            q.push(" AND kind = ").push_bind(k.as_str());
+        }
+        if !f.states.is_empty() {
+            q.push(" AND state IN (");
+            let mut states = q.separated(", ");
+            for st in &f.states {
+                states.push_bind(st.as_str());
+            }
+            q.push(")");
+        }
+        if let Some(t) = f.window_open_at {
+            q.push(" AND window_ends_at > ").push_bind(t);
+        }
+        q.push(" ORDER BY id DESC");
+        if f.limit > 0 {
+            q.push(" LIMIT ").push_bind(i64::from(f.limit));
+        }
+        let mut conn = self.pool.acquire().await?;
+        let rows = q.build().fetch_all(&mut *conn).await?;
+        let mut reviews = rows
+            .iter()
+            .map(review_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        attach_decisions(&mut conn, &mut reviews).await?;
+        Ok(reviews)
+    }
+
+    async fn review_decide(
+        &self,
+        id: ReviewId,
+        decision: &Decision,
+        now: i64,
+    ) -> Result<DecideOutcome, StoreError> {
+        // IMMEDIATE takes the write lock before the state is read, so the check and the
+        // transition cannot interleave with another decision (a deferred transaction would
+        // fail to upgrade instead of waiting).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let outcome = decide(&mut tx, id, decision, now).await?;
+        if matches!(outcome, DecideOutcome::Recorded(_)) {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn review_set_state(
+        &self,
+        id: ReviewId,
+        from: ReviewState,
+        to: ReviewState,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let r =
+            sqlx::query("UPDATE reviews SET state = ?, updated_at = ? WHERE id = ? AND state = ?")
+                .bind(to.as_str())
+                .bind(now)
+                .bind(id)
+                .bind(from.as_str())
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn reviews_due(&self, now: i64) -> Result<Vec<Review>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM reviews WHERE (state = 'pending' AND expires_at <= ?) \
+             OR (state = 'approved' AND kind = 'access' AND window_ends_at <= ?) ORDER BY id",
+        )
+        .bind(now)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        // The sweep only needs ids, kinds and connections: decisions are not loaded.
+        rows.iter().map(review_from_row).collect()
     }
 }
 

@@ -38,6 +38,8 @@ pub struct TunnelContext {
     pub peer: SocketAddr,
     /// Shared gateway state.
     pub state: AppState,
+    /// Fires when the access grant this stream runs under is revoked or expires.
+    pub grant_ended: Option<tokio_util::sync::CancellationToken>,
 }
 
 fn reply(status: StatusCode, code: &str, message: &str) -> Response<Body> {
@@ -120,6 +122,35 @@ pub async fn handle_connect<B: Send + 'static>(
             ),
         );
     }
+    // Just-in-time access: the stream needs an approved, unexpired grant (once per grant, not
+    // once per TCP connection).
+    let mut grant_ended = None;
+    if conn.review.as_ref().is_some_and(|r| r.access) {
+        match state
+            .reviews
+            .active_grant(&conn.name, &identity.subject)
+            .await
+        {
+            Ok(Some(g)) => grant_ended = Some(g.ended),
+            Ok(None) => {
+                return reply(
+                    StatusCode::FORBIDDEN,
+                    "review_required",
+                    &format!(
+                        "access to {name:?} needs an approved review: run `hoop connect {name} --reason \"...\" --duration 30m`"
+                    ),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "grant lookup failed");
+                return reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the gateway cannot check access grants",
+                );
+            }
+        }
+    }
     if secret.len() < 16 {
         return reply(
             StatusCode::BAD_REQUEST,
@@ -133,6 +164,7 @@ pub async fn handle_connect<B: Send + 'static>(
         secret,
         peer,
         state,
+        grant_ended,
     };
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {

@@ -70,6 +70,8 @@ enum Item {
     Sync,
     /// The gateway's answer; `ready` appends ReadyForQuery with the current status.
     Local { bytes: BytesMut, ready: bool },
+    /// End the session now: write these bytes at once, cancel what the target is running.
+    Kill(BytesMut),
 }
 
 /// Shared counters of one session.
@@ -206,7 +208,21 @@ pub(super) async fn run<C>(
             server_to_client(session, server_r, server_buf, client_w, rx, tables).await
         })
     };
-    let c2s = client_to_server(&session, &mut client_r, client_buf, &mut server_w, tx).await;
+    let fatal_tx = tx.clone();
+    let c2s = client_to_server(&session, &mut client_r, client_buf, &mut server_w, tx);
+    let c2s = match session.ctx.grant_ended.clone() {
+        Some(ended) => tokio::select! {
+            r = c2s => r,
+            () = ended.cancelled() => {
+                let mut fatal = BytesMut::new();
+                codec::put_error(&mut fatal, b'E', "FATAL", "57P01", "hoop: the access grant for this connection ended (revoked or expired)", None);
+                let _ = fatal_tx.send(Item::Kill(fatal));
+                Err("access grant ended".to_string())
+            }
+        },
+        None => c2s.await,
+    };
+    drop(fatal_tx);
     // The client is gone (or sent Terminate): close the target side, then wait for the other
     // direction to drain.
     let _ = server_w.shutdown().await;
@@ -247,6 +263,8 @@ struct Batch {
     bytes: BytesMut,
     items: Vec<Item>,
     blocked: Option<(String, String)>,
+    /// A Parse in this batch needs review: (statement, rule, reason).
+    review: Option<(Arc<str>, String, String)>,
     /// After a blocked batch that ended at Flush: drop everything until Sync.
     discarding: bool,
     /// Part of the current extended sequence already reached the target.
@@ -343,6 +361,27 @@ where
                                 ready: true,
                             })?;
                         }
+                        Verdict::Review { rule, reason } => {
+                            // Earlier messages go out before the wait.
+                            flush(session, server, &mut out).await?;
+                            match hold(session, &text, &rule, &reason, &send).await {
+                                Ok(id) => {
+                                    prepared.extend(defs);
+                                    send(Item::Stmt(Box::new(pending)))?;
+                                    send(Item::Sync)?;
+                                    out.extend_from_slice(&msg);
+                                    flush(session, server, &mut out).await?;
+                                    session.ctx.state.reviews.mark_executed(id).await.ok();
+                                }
+                                Err(why) => {
+                                    refuse(session, pending, &rule, &why).await?;
+                                    send(Item::Local {
+                                        bytes: not_approved_error(&why),
+                                        ready: true,
+                                    })?;
+                                }
+                            }
+                        }
                     }
                 }
                 b'P' => {
@@ -353,6 +392,12 @@ where
                     if !name.is_empty() && verdict == Verdict::Allow {
                         prepared
                             .insert(String::from_utf8_lossy(name).into_owned(), text.to_string());
+                    }
+                    if batch.blocked.is_none()
+                        && batch.review.is_none()
+                        && let Verdict::Review { rule, reason } = &verdict
+                    {
+                        batch.review = Some((text.clone(), rule.clone(), reason.clone()));
                     }
                     if batch.blocked.is_none()
                         && let Verdict::Block { rule, reason } = verdict
@@ -487,6 +532,45 @@ where
                         }
                         continue;
                     }
+                    if let Some((text, rule, reason)) = batch.review.take() {
+                        flush(session, server, &mut out).await?;
+                        match hold(session, &text, &rule, &reason, &send).await {
+                            Ok(id) => {
+                                session.ctx.state.reviews.mark_executed(id).await.ok();
+                            }
+                            Err(why) => {
+                                let p = Pending {
+                                    seq: session.next_seq(),
+                                    text: text.clone(),
+                                    params: Vec::new(),
+                                    simple: false,
+                                    started: Instant::now(),
+                                    at_ms: now_ms(),
+                                    tags: Vec::new(),
+                                    rows: 0,
+                                    error: None,
+                                };
+                                refuse(session, p, &rule, &why).await?;
+                                batch.bytes.clear();
+                                batch.items.clear();
+                                let ready = sync && !batch.forwarded;
+                                send(Item::Local {
+                                    bytes: not_approved_error(&why),
+                                    ready,
+                                })?;
+                                if !ready {
+                                    if sync {
+                                        send(Item::Sync)?;
+                                        out.extend_from_slice(&msg);
+                                        batch.forwarded = false;
+                                    } else {
+                                        batch.discarding = true;
+                                    }
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     for item in batch.items.drain(..) {
                         send(item)?;
                     }
@@ -562,6 +646,130 @@ where
             Err(e) => return Err(format!("client read: {e}")),
         }
     }
+}
+
+/// Writes what is pending to the target now.
+async fn flush<W: AsyncWrite + Unpin>(
+    session: &Session,
+    server: &mut W,
+    out: &mut BytesMut,
+) -> Result<(), String> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    session
+        .counters
+        .up
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
+    server
+        .write_all(out)
+        .await
+        .map_err(|e| format!("write to target: {e}"))?;
+    out.clear();
+    Ok(())
+}
+
+fn not_approved_error(why: &str) -> BytesMut {
+    let mut b = BytesMut::new();
+    codec::put_error(
+        &mut b,
+        b'E',
+        "ERROR",
+        "42501",
+        &format!("statement not approved: {why}"),
+        Some("the session continues"),
+    );
+    b
+}
+
+/// Files a statement review, tells the client at once (NoticeResponse), and waits for the
+/// decision. Ok(review id) when approved; Err(why) when rejected, expired or not fileable.
+async fn hold(
+    session: &Session,
+    text: &str,
+    rule: &str,
+    reason: &str,
+    send: &impl Fn(Item) -> Result<(), String>,
+) -> Result<i64, String> {
+    let ctx = &session.ctx;
+    let masked = masked_text(&session.policy, text);
+    let timeout = ctx
+        .connection
+        .review
+        .as_ref()
+        .map(|r| r.statement_timeout)
+        .unwrap_or(std::time::Duration::from_secs(300));
+    let review = ctx
+        .state
+        .reviews
+        .request_statement(&ctx.connection, &ctx.identity, &masked, &session.id, rule)
+        .await
+        .map_err(|e| format!("the review could not be filed: {e}"))?;
+    let id = review.id;
+    let mut notice = BytesMut::new();
+    codec::put_error(
+        &mut notice,
+        b'N',
+        "NOTICE",
+        "01000",
+        &format!(
+            "statement needs approval ({reason}): review {id} — approve with `hoop approve {id}`; waiting up to {}",
+            humantime::format_duration(timeout)
+        ),
+        None,
+    );
+    send(Item::Local {
+        bytes: notice,
+        ready: false,
+    })
+    .map_err(|e| e.to_string())?;
+    let decided = ctx
+        .state
+        .reviews
+        .wait(id, timeout + std::time::Duration::from_secs(1))
+        .await
+        .map_err(|e| e.to_string())?;
+    use crate::reviews::ReviewState as S;
+    match decided.state {
+        S::Approved | S::Executed => Ok(id),
+        S::Rejected => {
+            let by = decided
+                .decisions
+                .iter()
+                .rev()
+                .find(|d| d.decision == "reject");
+            Err(match by {
+                Some(d) => format!(
+                    "review {id} was rejected by {}: {}",
+                    d.name,
+                    d.comment.clone().unwrap_or_default()
+                ),
+                None => format!("review {id} was rejected"),
+            })
+        }
+        S::Pending | S::Expired => {
+            // Give up on it so a late approval cannot run a statement nobody waits for.
+            let _ = ctx.state.reviews.withdraw(id, &ctx.identity).await;
+            Err(format!(
+                "review {id} was not approved within {}",
+                humantime::format_duration(timeout)
+            ))
+        }
+        other => Err(format!("review {id} is {other:?}")),
+    }
+}
+
+/// Records a statement whose review did not approve it.
+async fn refuse(session: &Session, p: Pending, rule: &str, why: &str) -> Result<(), String> {
+    session.counters.blocked.fetch_add(1, Ordering::Relaxed);
+    session
+        .record(
+            p,
+            "rejected",
+            ("review", Some(rule.to_string()), Some(why.to_string())),
+            MaskCounts::default(),
+        )
+        .await
 }
 
 /// Tells the client why its session ends (a FATAL in its own protocol) and returns the reason.
@@ -681,6 +889,10 @@ struct S2c {
     masked: LiveCounts,
     tables: HashMap<u32, String>,
     scratch: Vec<u8>,
+    /// The session is being ended by the gateway (grant revoked or expired).
+    killed: bool,
+    /// The target's real backend key, to cancel what it runs when the session is killed.
+    backend_key: Option<(i32, i32)>,
 }
 
 impl S2c {
@@ -698,6 +910,11 @@ impl S2c {
     }
 
     fn accept(&mut self, item: Item, out: &mut BytesMut) {
+        if let Item::Kill(bytes) = item {
+            out.extend_from_slice(&bytes);
+            self.killed = true;
+            return;
+        }
         self.queue.push_back(item);
         self.flush_local(out);
     }
@@ -768,6 +985,8 @@ where
         masked: LiveCounts::default(),
         tables,
         scratch: Vec::new(),
+        killed: false,
+        backend_key: None,
     };
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     let mut mask_snapshot = LiveCounts::default();
@@ -885,6 +1104,7 @@ where
                                     finished.push((*p, outcome));
                                 }
                                 Item::Describe { .. } => {}
+                                Item::Kill(_) => {}
                                 Item::Local { bytes, ready } => {
                                     // Cannot be ahead of a Sync; emit to keep order anyway.
                                     out.extend_from_slice(&bytes);
@@ -900,6 +1120,7 @@ where
                 b'K' => {
                     // Hand the client a key of ours; keep the target's.
                     if let Ok((pid, key)) = codec::backend_key(&msg) {
+                        st.backend_key = Some((pid, key));
                         let (fpid, fkey, guard) = register_cancel_key(
                             &session.ctx.connection.address,
                             pid,
@@ -941,6 +1162,19 @@ where
                 break format!("client write: {e}");
             }
             out.clear();
+        }
+        if st.killed {
+            // Stop what the target is running for this session, then end it.
+            if let Some((pid, key)) = st.backend_key {
+                let mut cancel = BytesMut::new();
+                codec::put_cancel(&mut cancel, pid, key);
+                if let Ok(mut s) =
+                    tokio::net::TcpStream::connect(&session.ctx.connection.address).await
+                {
+                    let _ = s.write_all(&cancel).await;
+                }
+            }
+            break "access grant ended".to_string();
         }
         let mut record_failed = None;
         for (p, outcome) in finished.drain(..) {

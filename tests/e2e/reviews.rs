@@ -1,0 +1,385 @@
+//! Issue 4 end to end: access windows and statement reviews, decided from the terminal by other
+//! users of the real OIDC provider (tokens signed by the provider's key, presented through
+//! `HOOP_TOKEN`), with psql waiting on a held statement.
+
+use std::time::Duration;
+
+use hoop_tests::gateway::{code, stderr, stdout};
+use hoop_tests::postgres::pg_bin_dir;
+use hoop_tests::{CliUser, Gateway, OidcOptions, OidcProvider, PasswordKind, Postgres};
+use serde_json::Value;
+
+const PW: &str = "review-target-pw-7";
+
+struct Env {
+    _pg: Postgres,
+    idp: OidcProvider,
+    gw: Gateway,
+    cli: CliUser,
+    approver2: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Env {
+    let pg = Postgres::start().await.unwrap();
+    pg.create_role("app", PW, PasswordKind::Scram)
+        .await
+        .unwrap();
+    pg.create_database("shop", "app").await.unwrap();
+    pg.psql_as("app", PW, "shop", "create table items (id int primary key, qty int); insert into items select g, g from generate_series(1, 5) g;")
+        .await
+        .unwrap();
+    let idp = OidcProvider::start(OidcOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), PW).unwrap();
+    let conn = |name: &str, review: &str| {
+        format!(
+            "[[connections]]\nname = \"{name}\"\ntype = \"postgres\"\naddress = \"127.0.0.1:{}\"\ndatabase = \"shop\"\nuser = \"app\"\npassword = {{ file = \"{}\" }}\nallow = [\"engineering\"]\nreview = {review}\n",
+            pg.port,
+            dir.path().join("pw").display()
+        )
+    };
+    let gw = Gateway::start(&format!(
+        "[auth]\nissuer = \"{}\"\nadmins = [\"admin\"]\n\n{}\n{}\n{}",
+        idp.issuer,
+        conn(
+            "prod",
+            "{ access = true, approvers = [\"dba\"], max_duration = \"1h\" }"
+        ),
+        conn(
+            "shop",
+            "{ statements = [\"write\"], approvers = [\"dba\"], statement_timeout = \"4s\" }"
+        ),
+        conn(
+            "shop2",
+            "{ statements = [\"write\"], approvers = [\"dba\"], min_approvals = 2 }"
+        ),
+    ))
+    .await
+    .unwrap();
+    let out = gw
+        .hoopd(
+            &[
+                "api-keys",
+                "create",
+                "--name",
+                "approver2",
+                "--groups",
+                "dba",
+            ],
+            None,
+        )
+        .unwrap();
+    let approver2 = stdout(&out).trim().to_string();
+    let cli = CliUser::new().unwrap();
+    cli.pin(&gw).unwrap();
+    Env {
+        _pg: pg,
+        idp,
+        gw,
+        cli,
+        approver2,
+        _dir: dir,
+    }
+}
+
+impl Env {
+    fn token(&self, user: &str) -> String {
+        self.idp
+            .mint(&self.idp.user_claims(user, 600).unwrap())
+            .unwrap()
+    }
+    fn hoop(&self, user: &str, args: &[&str]) -> std::process::Output {
+        let token = if user == "approver2" {
+            self.approver2.clone()
+        } else {
+            self.token(user)
+        };
+        self.cli.run_env(args, &[("HOOP_TOKEN", &token)]).unwrap()
+    }
+    /// The newest pending review `user` may approve.
+    async fn pending_for(&self, user: &str) -> i64 {
+        for _ in 0..100 {
+            let out = self.hoop(user, &["reviews", "--to-approve", "-o", "json"]);
+            assert_eq!(code(&out), 0, "{}", stderr(&out));
+            let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+            if let Some(id) = list
+                .as_array()
+                .and_then(|l| l.iter().filter_map(|r| r["id"].as_i64()).max())
+            {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no review appeared for {user}");
+    }
+}
+
+fn psql_spawn(url: &str, sql: &str) -> std::process::Child {
+    let psql = pg_bin_dir().unwrap().join("psql");
+    std::process::Command::new(psql)
+        .args(["-X", "-A", "-t", url, "-c", sql])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn access_review_opens_a_window_and_revoke_closes_live_sessions() {
+    let env = setup().await;
+    // Without a reason and a terminal, connect says what to give.
+    let out = env.hoop("alice", &["connect", "prod"]);
+    assert_eq!(code(&out), 80, "{}", stderr(&out));
+    // --no-wait files the request, prints its id, exits "pending".
+    let out = env.hoop(
+        "alice",
+        &[
+            "connect",
+            "prod",
+            "--reason",
+            "INC-123",
+            "--duration",
+            "30m",
+            "--no-wait",
+        ],
+    );
+    assert_eq!(code(&out), 88, "{}", stderr(&out));
+    let id: i64 = stdout(&out)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("id on stdout: {}", stdout(&out)));
+    assert!(
+        stderr(&out).contains(&format!("hoop approve {id}")),
+        "{}",
+        stderr(&out)
+    );
+    // Nobody approves their own request; a non-approver is told who may.
+    let out = env.hoop("alice", &["approve", &id.to_string()]);
+    assert_eq!(code(&out), 82, "{}", stderr(&out));
+    let out = env.hoop("carol", &["approve", &id.to_string()]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("dba"), "{}", stderr(&out));
+    let out = env.hoop(
+        "bob",
+        &["approve", &id.to_string(), "--comment", "ok for INC-123"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Approving again says the review is decided.
+    let out = env.hoop("bob", &["approve", &id.to_string()]);
+    assert_ne!(code(&out), 0);
+    assert!(
+        stderr(&out).to_lowercase().contains("approved"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The grant opens the tunnel (once per grant: a second connect needs no new review).
+    let alice = env.token("alice");
+    let tunnel = env
+        .cli
+        .connect_with(
+            "prod",
+            &["--reason", "INC-123", "--duration", "30m"],
+            &[("HOOP_TOKEN", &alice)],
+        )
+        .await
+        .unwrap();
+    let psql = pg_bin_dir().unwrap().join("psql");
+    let out = std::process::Command::new(&psql)
+        .args(["-X", "-A", "-t", &tunnel.url, "-c", "select 1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A live session under the grant ends when bob revokes it; new streams are refused.
+    let long = psql_spawn(&tunnel.url, "select pg_sleep(20)");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let out = env.hoop("bob", &["revoke", &id.to_string()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let done = tokio::time::timeout(
+        Duration::from_secs(8),
+        tokio::task::spawn_blocking(move || long.wait_with_output()),
+    )
+    .await
+    .expect("the live session ended within seconds of the revoke")
+    .unwrap()
+    .unwrap();
+    assert!(!done.status.success());
+    assert!(
+        String::from_utf8_lossy(&done.stderr).contains("access grant"),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let out = std::process::Command::new(&psql)
+        .args(["-X", "-A", "-t", &tunnel.url, "-c", "select 1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs an approved review"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every transition is audited and the chain verifies.
+    let kinds: Vec<String> = env
+        .gw
+        .audit_events()
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    for k in ["review.requested", "review.approved", "review.revoked"] {
+        assert!(kinds.iter().any(|x| x == k), "no {k} in {kinds:?}");
+    }
+    let out = env.gw.hoopd(&["audit", "verify"], None).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn held_statements_run_when_approved_and_fail_when_rejected_or_unanswered() {
+    let env = setup().await;
+    let alice = env.token("alice");
+    let tunnel = env
+        .cli
+        .connect("shop", &[("HOOP_TOKEN", &alice)])
+        .await
+        .unwrap();
+
+    // Approved: psql waits, then gets its result.
+    let held = psql_spawn(&tunnel.url, "update items set qty = 42 where id = 1");
+    let id = env.pending_for("bob").await;
+    let shown = env.hoop("bob", &["reviews", "show", &id.to_string(), "-o", "json"]);
+    let review: Value = serde_json::from_slice(&shown.stdout).unwrap_or(Value::Null);
+    assert!(
+        review.to_string().contains("update items"),
+        "the reviewer sees the statement: {review}"
+    );
+    assert!(
+        review.to_string().contains("alice"),
+        "and who asked: {review}"
+    );
+    let out = env.hoop("alice", &["approve", &id.to_string()]);
+    assert_eq!(code(&out), 82, "self-approval refused: {}", stderr(&out));
+    let out = env.hoop("bob", &["approve", &id.to_string()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let done = tokio::task::spawn_blocking(move || held.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&done.stderr).contains(&format!("review {id}")),
+        "the notice names the review"
+    );
+    let out = std::process::Command::new(pg_bin_dir().unwrap().join("psql"))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            &tunnel.url,
+            "-c",
+            "select qty from items where id = 1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+
+    // Rejected: an error with the reason; the session could go on.
+    let held = psql_spawn(&tunnel.url, "update items set qty = 0 where id = 2");
+    let id = env.pending_for("bob").await;
+    let out = env.hoop(
+        "bob",
+        &[
+            "reject",
+            &id.to_string(),
+            "--reason",
+            "not during the freeze",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let done = tokio::task::spawn_blocking(move || held.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!done.status.success());
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        err.contains("not approved") && err.contains("not during the freeze"),
+        "{err}"
+    );
+
+    // Nobody answers within statement_timeout (4 s): the statement fails.
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(pg_bin_dir().unwrap().join("psql"))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            &tunnel.url,
+            "-c",
+            "update items set qty = 0 where id = 3",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not approved within"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // Nothing rejected or unanswered reached the target.
+    let out = std::process::Command::new(pg_bin_dir().unwrap().join("psql"))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            &tunnel.url,
+            "-c",
+            "select qty from items where id in (2, 3) order by id",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2\n3");
+}
+
+#[tokio::test]
+async fn two_approvals_are_needed_when_configured() {
+    let env = setup().await;
+    let alice = env.token("alice");
+    let tunnel = env
+        .cli
+        .connect("shop2", &[("HOOP_TOKEN", &alice)])
+        .await
+        .unwrap();
+    let held = psql_spawn(&tunnel.url, "update items set qty = 7 where id = 4");
+    let id = env.pending_for("bob").await;
+    let out = env.hoop("bob", &["approve", &id.to_string()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // One approval of two: still held.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = env.hoop("bob", &["reviews", "show", &id.to_string(), "-o", "json"]);
+    assert!(stdout(&out).contains("pending"), "{}", stdout(&out));
+    let out = env.hoop("approver2", &["approve", &id.to_string()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let done = tokio::task::spawn_blocking(move || held.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+}
