@@ -187,8 +187,14 @@ wait_for_line() { # file pattern seconds pid what
 # --- build --------------------------------------------------------------------------------------
 
 if ((BENCH_WAIT_IDLE > 0)); then
+    # Idle means no rustc in two checks 5 s apart (builds have short gaps between crates).
+    quiet=0
     for ((i = 0; i < BENCH_WAIT_IDLE; i += 5)); do
-        [[ $(rustc_count) == 0 ]] && break
+        if [[ $(rustc_count) == 0 ]]; then
+            ((++quiet >= 2)) && break
+        else
+            quiet=0
+        fi
         ((i == 0)) && log "waiting up to ${BENCH_WAIT_IDLE}s for running rustc processes to finish"
         sleep 5
     done
@@ -358,7 +364,8 @@ POLICY_PW=$CONNECT_PW
 # --- metadata -----------------------------------------------------------------------------------
 
 if [[ -n $BENCH_REV ]]; then
-    commit="$(git -C "$ROOT" rev-parse --short "$BENCH_REV" 2>/dev/null || echo "$BENCH_REV") (snapshot of $BENCH_REV)"
+    [[ -n ${rev:-} ]] || rev=$(git -C "$ROOT" rev-parse "$BENCH_REV" 2>/dev/null || echo "$BENCH_REV")
+    commit="${rev:0:9} (snapshot of $BENCH_REV)"
 else
     commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
     dirty=$(git -C "$ROOT" status --porcelain -- . ':!bench' 2>/dev/null | wc -l)

@@ -25,23 +25,30 @@ const RAW: [&str; 8] = [
     "omar.gifts@example.com",
 ];
 
-/// Starts `hoopd dev` on `data_dir` and waits for its banner.
-async fn start_dev(name: &str, data_dir: &Path, port: u16, extra: &[&str]) -> (ChildGuard, String) {
+/// Starts `hoopd dev` on `data_dir` and waits for its banner; also returns how long that took.
+async fn start_dev(
+    name: &str,
+    data_dir: &Path,
+    port: u16,
+    extra: &[&str],
+) -> (ChildGuard, String, Duration) {
     let mut cmd = std::process::Command::new(bin_path("hoopd").unwrap());
     cmd.args(["dev", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(extra);
     let log_dir = data_dir.parent().unwrap();
+    let began = Instant::now();
     let mut dev = ChildGuard::spawn(name, &mut cmd, log_dir).unwrap();
     dev.set_stop_signal(Signal::TERM, Duration::from_secs(20));
     dev.wait_for_output("hoop login --gateway", Duration::from_secs(90))
         .await
         .unwrap();
+    let took = began.elapsed();
     // The banner is written in one go; give its tail a moment to land.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let banner = dev.stderr();
-    (dev, banner)
+    (dev, banner, took)
 }
 
 /// The cluster directory named on the banner's `demo` line.
@@ -97,9 +104,7 @@ async fn hoopd_dev_demo_masks_blocks_and_comes_back() {
     let data = tmp.path().join("dev");
     let port = free_port();
 
-    let began = Instant::now();
-    let (mut dev, banner) = start_dev("hoopd-dev", &data, port, &[]).await;
-    let first_start = began.elapsed();
+    let (mut dev, banner, first_start) = start_dev("hoopd-dev", &data, port, &[]).await;
     let cluster = banner_cluster(&banner);
     assert_eq!(cluster, data.join("demo-pg"), "{banner}");
     assert!(banner.contains("(created in"), "{banner}");
@@ -233,9 +238,7 @@ async fn hoopd_dev_demo_masks_blocks_and_comes_back() {
     );
 
     // The next start reuses the cluster and its data.
-    let began = Instant::now();
-    let (mut again, banner2) = start_dev("hoopd-dev-2", &data, port, &[]).await;
-    let second_start = began.elapsed();
+    let (mut again, banner2, second_start) = start_dev("hoopd-dev-2", &data, port, &[]).await;
     assert_eq!(banner_cluster(&banner2), cluster, "{banner2}");
     assert!(banner2.contains("(started in"), "{banner2}");
     assert!(!banner2.contains(&password), "dev password shown again");
@@ -255,9 +258,26 @@ async fn hoopd_dev_demo_masks_blocks_and_comes_back() {
         ok(&psql(&tunnel.url, "select count(*) from customers;")).trim(),
         "20"
     );
-    drop(tunnel);
+    // SIGTERM with a session busy in the demo database: PostgreSQL goes down with the gateway's
+    // drain instead of after its 10 s limit, and nothing is left running.
+    let url = tunnel.url.clone();
+    let busy = tokio::task::spawn_blocking(move || psql(&url, "select pg_sleep(60);"));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let began = Instant::now();
     let status = again.terminate(Duration::from_secs(40)).await.unwrap();
+    let stop_took = began.elapsed();
     assert!(status.success(), "{}", again.logs());
+    assert!(
+        stop_took < Duration::from_secs(8),
+        "shutdown took {stop_took:?}"
+    );
+    let out = busy.await.unwrap();
+    assert!(
+        !out.status.success(),
+        "the busy session went on: {}",
+        stdout(&out)
+    );
+    drop(tunnel);
     let left = processes_in(&cluster);
     assert!(left.is_empty(), "still running after hoopd: {left:?}");
 
@@ -269,7 +289,8 @@ async fn hoopd_dev_demo_masks_blocks_and_comes_back() {
             .to_string()
     };
     eprintln!(
-        "hoopd dev start to banner: first {first_start:.2?} ({}), second {second_start:.2?} ({})",
+        "hoopd dev start to banner: first {first_start:.2?} ({}), second {second_start:.2?} ({}); \
+         SIGTERM with a busy session: exited in {stop_took:.2?}",
         demo_line(&banner),
         demo_line(&banner2)
     );
@@ -280,9 +301,7 @@ async fn hoopd_dev_no_demo_starts_no_database() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("dev");
     let port = free_port();
-    let began = Instant::now();
-    let (mut dev, banner) = start_dev("hoopd-dev-no-demo", &data, port, &["--no-demo"]).await;
-    let took = began.elapsed();
+    let (mut dev, banner, took) = start_dev("hoopd-dev-no-demo", &data, port, &["--no-demo"]).await;
     assert!(
         !banner.contains("hoop connect demo")
             && !banner.lines().any(|l| l.trim_start().starts_with("demo")),

@@ -15,9 +15,10 @@
 //! As root: `initdb` and `postgres` refuse to run as root, so they (and the `psql` that loads the
 //! data) run as the `postgres` system user, set with `Command::uid/gid` so that `postgres` stays
 //! our direct child. That user must be able to reach the cluster: the data dir becomes 0711
-//! (search only, see [`open_data_dir`]); when an ancestor of the data dir is closed to it (the
-//! default dev data dir is under `/root`, mode 0700), the cluster goes to the `postgres` user's
-//! home instead (`~postgres/hoopd-demo-<hash of the data dir>`).
+//! (search only, see [`open_data_dir`]). When a parent of the data dir is closed to it: for the
+//! default dev data dir (under `/root`, mode 0700) the cluster goes to the `postgres` user's home
+//! instead (`~postgres/hoopd-demo-<hash of the data dir>`); for a `--data-dir` the user chose,
+//! the demo is not started and the banner says which directory is in the way.
 
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
@@ -121,6 +122,14 @@ impl Demo {
         connection_config(self.port, &self.password_file)
     }
 
+    /// Asks PostgreSQL to shut down (SIGINT, its fast shutdown) without waiting: sessions end
+    /// and the gateway's drain does not wait for them. [`Demo::stop`] waits.
+    pub fn begin_stop(&self) {
+        if let Some(child) = &self.child {
+            signal_child(child, Signal::INT);
+        }
+    }
+
     /// Shuts PostgreSQL down and waits for it.
     pub async fn stop(mut self) {
         if let Some(mut child) = self.child.take() {
@@ -171,21 +180,15 @@ pub fn connection_config(port: u16, password_file: &Path) -> anyhow::Result<Conn
 }
 
 /// Starts the demo cluster (creating and loading it the first time). `Ok(None)`: no PostgreSQL
-/// server binaries are installed.
-pub async fn start(data_dir: &Path) -> anyhow::Result<Option<Demo>> {
+/// server binaries are installed. `default_dir`: `data_dir` is hoopd's default, not one the
+/// user chose (see the module's documentation for what changes).
+pub async fn start(data_dir: &Path, default_dir: bool) -> anyhow::Result<Option<Demo>> {
     let began = Instant::now();
     let Some(mut bins) = Binaries::find() else {
         return Ok(None);
     };
-    let run_as =
-        if rustix::process::geteuid().is_root() {
-            Some(lookup_user(SYSTEM_USER).await.context(
-                "hoopd runs as root, and PostgreSQL must run as the `postgres` system user",
-            )?)
-        } else {
-            None
-        };
-    let cluster = cluster_location(data_dir, run_as.as_ref())?;
+    let run_as = system_user().await?;
+    let cluster = cluster_location(data_dir, default_dir, run_as.as_ref())?;
     let socket_len = cluster.as_os_str().len() + "/.s.PGSQL.65535".len();
     if socket_len > MAX_SOCKET_PATH {
         bail!(
@@ -228,7 +231,24 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<Option<Demo>> {
     }
 
     let log = log_file(data_dir);
-    let (child, port) = spawn_postgres(&bins, &cluster, run_as.as_ref(), &log).await?;
+    let (child, port) = spawn_postgres(&bins, &cluster, run_as.as_ref(), &log)
+        .await
+        .with_context(|| {
+            let fatal = std::fs::read_to_string(&log)
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .rev()
+                        .find_map(|l| l.find("FATAL:").and_then(|i| l.get(i..)))
+                        .map(str::to_string)
+                })
+                .map(|l| format!("; {}", l.trim()))
+                .unwrap_or_default();
+            format!(
+                "PostgreSQL did not start (its log: {}{fatal})",
+                log.display()
+            )
+        })?;
     let password_file = password_file(data_dir);
     let mut demo = Demo {
         child: Some(child),
@@ -387,6 +407,18 @@ struct RunAs {
     home: PathBuf,
 }
 
+/// The user PostgreSQL runs as: `postgres` when hoopd runs as root (PostgreSQL refuses root),
+/// else hoopd's own user (`None`).
+async fn system_user() -> anyhow::Result<Option<RunAs>> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(None);
+    }
+    lookup_user(SYSTEM_USER)
+        .await
+        .context("hoopd runs as root, and PostgreSQL must run as the `postgres` system user")
+        .map(Some)
+}
+
 /// `getent passwd <name>` (any NSS source), else `/etc/passwd`.
 async fn lookup_user(name: &str) -> anyhow::Result<RunAs> {
     if let Ok(out) = Command::new("getent")
@@ -420,40 +452,57 @@ fn parse_passwd(text: &str, name: &str) -> Option<RunAs> {
     })
 }
 
-/// Whether `user` may search every directory from `/` down to `dir` (mode bits; ACLs and
-/// supplementary groups are not considered, which errs on the side of "no").
-fn can_traverse(dir: &Path, user: &RunAs) -> bool {
-    dir.ancestors().all(|a| {
-        std::fs::metadata(a).is_ok_and(|m| {
-            let bit = if m.uid() == user.uid {
-                0o100
-            } else if m.gid() == user.gid {
-                0o010
-            } else {
-                0o001
-            };
-            m.is_dir() && m.mode() & bit != 0
+/// The first directory from `/` down to `dir` that `user` may not search (mode bits; ACLs and
+/// supplementary groups are not considered, which errs on the side of "may not").
+fn closed_ancestor(dir: &Path, user: &RunAs) -> Option<PathBuf> {
+    let mut chain: Vec<&Path> = dir.ancestors().collect();
+    chain.reverse();
+    chain
+        .into_iter()
+        .find(|a| {
+            !std::fs::metadata(a).is_ok_and(|m| {
+                let bit = if m.uid() == user.uid {
+                    0o100
+                } else if m.gid() == user.gid {
+                    0o010
+                } else {
+                    0o001
+                };
+                m.is_dir() && m.mode() & bit != 0
+            })
         })
-    })
+        .map(Path::to_path_buf)
 }
 
 /// `<data dir>/demo-pg`, unless PostgreSQL runs as another user who cannot reach the data dir:
-/// then a directory in that user's home.
-fn cluster_location(data_dir: &Path, run_as: Option<&RunAs>) -> anyhow::Result<PathBuf> {
+/// then, for the default data dir, a directory in that user's home.
+fn cluster_location(
+    data_dir: &Path,
+    default_dir: bool,
+    run_as: Option<&RunAs>,
+) -> anyhow::Result<PathBuf> {
     let inside = data_dir.join(CLUSTER_DIR);
     let Some(user) = run_as else {
         return Ok(inside);
     };
-    if data_dir.parent().is_none_or(|p| can_traverse(p, user)) {
+    let closed = data_dir.parent().and_then(|p| closed_ancestor(p, user));
+    let Some(closed) = closed else {
         open_data_dir(data_dir)?;
         return Ok(inside);
-    }
-    if !can_traverse(&user.home, user) {
+    };
+    if !default_dir {
         bail!(
-            "the `postgres` user can reach neither the data dir {} nor its home {}: \
-             use a --data-dir under a directory others may search (like /var/lib/hoopd)",
-            data_dir.display(),
-            user.home.display()
+            "PostgreSQL runs as the `postgres` user, who cannot pass through {} to reach the \
+             data dir (`chmod o+x` it, or use another --data-dir)",
+            closed.display()
+        );
+    }
+    if let Some(home_closed) = closed_ancestor(&user.home, user) {
+        bail!(
+            "PostgreSQL runs as the `postgres` user, who can reach neither the data dir ({} is \
+             closed) nor its home ({} is closed): use a --data-dir others may pass through",
+            closed.display(),
+            home_closed.display()
         );
     }
     let tag: String = sha256_hex(data_dir.as_os_str().as_bytes())
@@ -602,9 +651,10 @@ async fn spawn_postgres(
             .stdin(Stdio::null())
             .stdout(Stdio::from(log_out))
             .stderr(Stdio::from(log_err))
-            // Its own process group: a Ctrl-C in hoopd's terminal reaches hoopd only, which stops
-            // PostgreSQL after the gateway has drained. Killed if hoopd drops it unexpectedly.
-            .process_group(0)
+            // hoopd's process group, on purpose: whatever signals the whole group (Ctrl-C in the
+            // terminal, a supervisor or test runner killing the group) reaches PostgreSQL too, so
+            // it does not outlive a hoopd that had no chance to stop it. SIGKILL if hoopd drops
+            // the handle without stopping it.
             .kill_on_drop(true);
         run_as_user(&mut cmd, run_as);
         let mut child = cmd.spawn().context("cannot start postgres")?;
@@ -1000,11 +1050,11 @@ mod tests {
         std::fs::create_dir(&inner).unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         // Only if every ancestor of the temp dir lets others through (it does for /tmp).
-        if can_traverse(dir.path().parent().unwrap(), &other) {
-            assert!(can_traverse(&inner, &me));
-            assert!(!can_traverse(&inner, &other));
+        if closed_ancestor(dir.path().parent().unwrap(), &other).is_none() {
+            assert_eq!(closed_ancestor(&inner, &me), None);
+            assert_eq!(closed_ancestor(&inner, &other).as_deref(), Some(dir.path()));
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-            assert!(can_traverse(dir.path(), &other));
+            assert_eq!(closed_ancestor(&inner, &other), None);
         }
     }
 

@@ -35,7 +35,7 @@ enum DemoState {
     /// Starting it failed; the gateway runs without it.
     Failed(String),
     /// Running, and in the config.
-    Running(demo::Demo),
+    Running(Box<demo::Demo>),
 }
 
 /// Runs the dev gateway until SIGINT/SIGTERM/SIGHUP. With `with_demo`, starts the demo
@@ -48,6 +48,7 @@ pub async fn run(
     // Everything `hoopd dev` creates is private to its user (files 0600, directories 0700),
     // whatever the login's umask: the data dir may be opened to 0711 for the demo database.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let default_dir = data_dir.is_none();
     let dir = match data_dir {
         Some(d) => d,
         None => default_dev_dir()?,
@@ -73,7 +74,7 @@ pub async fn run(
     } else if config.connections.iter().any(|c| c.name == demo::NAME) {
         DemoState::Declared
     } else {
-        start_demo(&dir, &mut config).await
+        start_demo(&dir, default_dir, &mut config).await
     };
     // On an error from here on, dropping `demo_state` stops the demo database.
     let gw = Gateway::build(config, bound).await?;
@@ -128,8 +129,7 @@ pub async fn run(
         )?,
         DemoState::Failed(e) => writeln!(
             err,
-            "  demo connection: not started: {e} (PostgreSQL's log: {}; --no-demo turns it off)",
-            demo::log_file(&dir).display()
+            "  demo connection: not started: {e} (--no-demo turns it off)"
         )?,
         DemoState::Running(d) => writeln!(
             err,
@@ -164,7 +164,15 @@ pub async fn run(
     }
     writeln!(err)?;
     drop(err);
-    let result = gw.serve(listener, dev_shutdown()).await;
+    let shutdown = async {
+        dev_shutdown().await;
+        // The demo database goes down while the gateway drains: its sessions end at once
+        // instead of holding the drain to its time limit.
+        if let DemoState::Running(d) = &demo_state {
+            d.begin_stop();
+        }
+    };
+    let result = gw.serve(listener, shutdown).await;
     if let DemoState::Running(d) = demo_state {
         tracing::info!("stopping the demo database");
         d.stop().await;
@@ -174,8 +182,8 @@ pub async fn run(
 
 /// Starts the demo database and adds its connection to `config`. Never fails: a problem is
 /// logged and shown in the banner, and the gateway runs without the demo.
-async fn start_demo(dir: &Path, config: &mut Config) -> DemoState {
-    let demo = match demo::start(dir).await {
+async fn start_demo(dir: &Path, default_dir: bool, config: &mut Config) -> DemoState {
+    let demo = match demo::start(dir, default_dir).await {
         Ok(Some(d)) => d,
         Ok(None) => return DemoState::NoPostgres,
         Err(e) => {
@@ -191,15 +199,13 @@ async fn start_demo(dir: &Path, config: &mut Config) -> DemoState {
     config.connections.push(connection);
     let problems = config.validate();
     if !problems.is_empty() {
+        // Without the demo: if the config itself is invalid, `Gateway::build` says so and stops.
         config.connections.pop();
-        // Only the demo's own problems are reported here; the config's stop the gateway.
-        if config.validate().is_empty() {
-            let e = problems.join("; ");
-            tracing::warn!(error = %e, "the demo connection is invalid; running without it");
-            return DemoState::Failed(e);
-        }
+        let e = problems.join("; ");
+        tracing::warn!(error = %e, "the demo connection is invalid; running without it");
+        return DemoState::Failed(e);
     }
-    DemoState::Running(demo)
+    DemoState::Running(Box::new(demo))
 }
 
 /// SIGINT, SIGTERM, or SIGHUP (the terminal running `hoopd dev` was closed).

@@ -726,7 +726,7 @@ async fn hold(
     let decided = ctx
         .state
         .reviews
-        .wait(id, timeout + std::time::Duration::from_secs(1))
+        .wait(id, timeout + std::time::Duration::from_secs(2))
         .await
         .map_err(|e| e.to_string())?;
     use crate::reviews::ReviewState as S;
