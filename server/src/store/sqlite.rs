@@ -206,43 +206,50 @@ async fn insert_session(
     Ok(r.rows_affected() == 1)
 }
 
-async fn insert_statement(
+/// Rows per INSERT: each `execute` is a round trip to sqlx's SQLite worker thread, so batching
+/// rows into one statement is what keeps recording cheap at thousands of statements a second
+/// (14 columns × 64 rows stays far below SQLite's variable limit).
+const STATEMENT_ROWS_PER_INSERT: usize = 64;
+
+async fn insert_statements(
     conn: &mut SqliteConnection,
-    st: &StatementRecord,
+    statements: &[StatementRecord],
 ) -> Result<(), StoreError> {
-    let params = serde_json::to_string(&st.params)
-        .map_err(|e| StoreError::Corrupt(format!("params: {e}")))?;
-    sqlx::query(
-        "INSERT INTO statements (session_id, seq, at_ms, text, params_json, verdict, rule, reason, \
-         outcome, tag, sqlstate, row_count, duration_us, masked_json) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&st.session_id)
-    .bind(to_db(st.seq))
-    .bind(st.at_ms)
-    .bind(&st.text)
-    .bind(params)
-    .bind(&st.verdict)
-    .bind(&st.rule)
-    .bind(&st.reason)
-    .bind(&st.outcome)
-    .bind(&st.tag)
-    .bind(&st.sqlstate)
-    .bind(st.rows.map(to_db))
-    .bind(to_db(st.duration_us))
-    .bind(masked_to_json(&st.masked)?)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict(format!(
-                "statement {} of session {:?}",
-                st.seq, st.session_id
-            ))
-        } else {
-            e.into()
+    for chunk in statements.chunks(STATEMENT_ROWS_PER_INSERT) {
+        let mut encoded = Vec::with_capacity(chunk.len());
+        for st in chunk {
+            let params = serde_json::to_string(&st.params)
+                .map_err(|e| StoreError::Corrupt(format!("params: {e}")))?;
+            encoded.push((st, params, masked_to_json(&st.masked)?));
         }
-    })?;
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO statements (session_id, seq, at_ms, text, params_json, verdict, rule, reason, \
+             outcome, tag, sqlstate, row_count, duration_us, masked_json) ",
+        );
+        qb.push_values(encoded, |mut b, (st, params, masked)| {
+            b.push_bind(st.session_id.clone())
+                .push_bind(to_db(st.seq))
+                .push_bind(st.at_ms)
+                .push_bind(st.text.clone())
+                .push_bind(params)
+                .push_bind(st.verdict.clone())
+                .push_bind(st.rule.clone())
+                .push_bind(st.reason.clone())
+                .push_bind(st.outcome.clone())
+                .push_bind(st.tag.clone())
+                .push_bind(st.sqlstate.clone())
+                .push_bind(st.rows.map(to_db))
+                .push_bind(to_db(st.duration_us))
+                .push_bind(masked);
+        });
+        qb.build().execute(&mut *conn).await.map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict("a statement of this batch was already recorded".into())
+            } else {
+                StoreError::from(e)
+            }
+        })?;
+    }
     Ok(())
 }
 
@@ -666,9 +673,7 @@ impl Store for SqliteStore {
 
     async fn statements_insert(&self, statements: &[StatementRecord]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for st in statements {
-            insert_statement(&mut tx, st).await?;
-        }
+        insert_statements(&mut tx, statements).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -681,9 +686,7 @@ impl Store for SqliteStore {
                 skipped.push(s.id.clone());
             }
         }
-        for st in &batch.statements {
-            insert_statement(&mut tx, st).await?;
-        }
+        insert_statements(&mut tx, &batch.statements).await?;
         for (id, summary) in &batch.ended {
             if !finish_session(&mut tx, id, summary).await? {
                 // Not fatal: the row may never have been written (its start failed) or was
