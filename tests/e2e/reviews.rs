@@ -53,6 +53,13 @@ async fn setup() -> Env {
         conn(
             "shop2",
             "{ statements = [\"write\"], approvers = [\"dba\"], min_approvals = 2 }"
+        ) + &conn(
+            "shop3",
+            "{ statements = [\"no-unbounded-writes\"], approvers = [\"dba\"] }"
+        )
+        .replace(
+            "review = ",
+            "guardrails = [\"no-unbounded-writes\"]\nreview = "
         ),
     ))
     .await
@@ -382,4 +389,77 @@ async fn two_approvals_are_needed_when_configured() {
         "{}",
         String::from_utf8_lossy(&done.stderr)
     );
+}
+
+#[tokio::test]
+async fn an_access_window_expires_and_ends_its_sessions() {
+    let env = setup().await;
+    let out = env.hoop(
+        "alice",
+        &[
+            "connect",
+            "prod",
+            "--reason",
+            "INC-9",
+            "--duration",
+            "4s",
+            "--no-wait",
+        ],
+    );
+    assert_eq!(code(&out), 88, "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    let out = env.hoop("bob", &["approve", &id]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let alice = env.token("alice");
+    let tunnel = env
+        .cli
+        .connect_with(
+            "prod",
+            &["--reason", "INC-9", "--duration", "4s"],
+            &[("HOOP_TOKEN", &alice)],
+        )
+        .await
+        .unwrap();
+    let long = psql_spawn(&tunnel.url, "select pg_sleep(30)");
+    let done = tokio::time::timeout(
+        Duration::from_secs(12),
+        tokio::task::spawn_blocking(move || long.wait_with_output()),
+    )
+    .await
+    .expect("the session ended when the window closed")
+    .unwrap()
+    .unwrap();
+    assert!(!done.status.success());
+    assert!(
+        String::from_utf8_lossy(&done.stderr).contains("access grant"),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let out = env.hoop("alice", &["reviews", "show", &id, "-o", "json"]);
+    assert!(stdout(&out).contains("expired"), "{}", stdout(&out));
+}
+
+#[tokio::test]
+async fn a_guardrail_can_ask_for_review_instead_of_blocking() {
+    let env = setup().await;
+    let alice = env.token("alice");
+    let tunnel = env
+        .cli
+        .connect("shop3", &[("HOOP_TOKEN", &alice)])
+        .await
+        .unwrap();
+    let held = psql_spawn(&tunnel.url, "delete from items");
+    let id = env.pending_for("bob").await;
+    let out = env.hoop("bob", &["approve", &id.to_string()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let done = tokio::task::spawn_blocking(move || held.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(String::from_utf8_lossy(&done.stdout).contains("DELETE 5") || done.status.success());
 }
