@@ -26,6 +26,27 @@ pub struct TunnelClient {
     host: String,
     port: u16,
     sender: Mutex<Option<SendRequest<Empty<Bytes>>>>,
+    mode: Mode,
+}
+
+/// How streams travel to the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One TLS connection per local socket, HTTP/1.1 CONNECT: after the upgrade the stream is
+    /// plain TLS records, the cheapest per message (see docs/architecture.md for the measurements).
+    Http1,
+    /// One TLS connection for all sockets, one HTTP/2 CONNECT stream each.
+    Http2,
+}
+
+impl Mode {
+    /// `HOOP_TUNNEL=h1|h2`; HTTP/1.1 by default.
+    pub fn from_env() -> Mode {
+        match std::env::var("HOOP_TUNNEL").as_deref() {
+            Ok("h2") => Mode::Http2,
+            _ => Mode::Http1,
+        }
+    }
 }
 
 /// A stream to the target through the gateway.
@@ -46,12 +67,18 @@ impl TunnelClient {
             host,
             port,
             sender: Mutex::new(None),
+            mode: Mode::from_env(),
         })
     }
 
-    async fn connect(&self) -> CliResult<SendRequest<Empty<Bytes>>> {
+    /// TCP + TLS to the gateway, offering only `alpn`.
+    async fn tls(
+        &self,
+        alpn: &[u8],
+    ) -> CliResult<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
         let gw = &self.gw.url;
-        let config = rustls_config(&self.gw.client.trust, self.gw.client.seen())?;
+        let mut config = rustls_config(&self.gw.client.trust, self.gw.client.seen())?;
+        config.alpn_protocols = vec![alpn.to_vec()];
         let tcp = tokio::time::timeout(
             Duration::from_secs(10),
             tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
@@ -67,14 +94,19 @@ impl TunnelClient {
         let _ = tcp.set_nodelay(true);
         let name = rustls::pki_types::ServerName::try_from(self.host.clone())
             .map_err(|_| crate::exit::usage(format!("{:?} is not a valid host name", self.host)))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
             .map_err(|e| {
                 self.gw
                     .client
                     .explain_text(gw, &crate::trust::error_chain(&e), false)
-            })?;
+            })
+    }
+
+    async fn connect(&self) -> CliResult<SendRequest<Empty<Bytes>>> {
+        let gw = &self.gw.url;
+        let tls = self.tls(b"h2").await?;
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
@@ -100,6 +132,10 @@ impl TunnelClient {
 
     /// Checks that the gateway can be reached (the first connection).
     pub async fn warm_up(&self) -> CliResult<()> {
+        if self.mode == Mode::Http1 {
+            self.tls(b"http/1.1").await?;
+            return Ok(());
+        }
         let s = self.connect().await?;
         *self.sender.lock().await = Some(s);
         Ok(())
@@ -125,13 +161,6 @@ impl TunnelClient {
         bearer: &str,
         secret: &str,
     ) -> CliResult<TunnelStream> {
-        let mut sender = self.sender().await?;
-        sender.ready().await.map_err(|e| {
-            CliError::new(
-                Exit::Unreachable,
-                format!("the gateway connection failed: {e}"),
-            )
-        })?;
         let req = http::Request::builder()
             .method(http::Method::CONNECT)
             .uri(format!("{}:{}", self.host, self.port))
@@ -140,12 +169,36 @@ impl TunnelClient {
             .header("x-hoop-secret", secret)
             .body(Empty::<Bytes>::new())
             .map_err(|e| crate::exit::internal(format!("cannot build the tunnel request: {e}")))?;
-        let resp = sender.send_request(req).await.map_err(|e| {
+        let not_opened = |e: hyper::Error| {
             CliError::new(
                 Exit::Unreachable,
                 format!("the gateway did not open the tunnel: {e}"),
             )
-        })?;
+        };
+        let resp = match self.mode {
+            Mode::Http2 => {
+                let mut sender = self.sender().await?;
+                sender.ready().await.map_err(|e| {
+                    CliError::new(
+                        Exit::Unreachable,
+                        format!("the gateway connection failed: {e}"),
+                    )
+                })?;
+                sender.send_request(req).await.map_err(not_opened)?
+            }
+            Mode::Http1 => {
+                let tls = self.tls(b"http/1.1").await?;
+                let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .map_err(not_opened)?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.with_upgrades().await {
+                        tracing::debug!(error = %e, "tunnel connection ended");
+                    }
+                });
+                sender.send_request(req).await.map_err(not_opened)?
+            }
+        };
         let status = resp.status();
         if !status.is_success() {
             use http_body_util::BodyExt;
