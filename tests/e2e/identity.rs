@@ -44,20 +44,6 @@ fn names(list: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Writes the settings `hoop login --fingerprint` would leave: default gateway and its pin.
-fn pin(cli: &CliUser, gw: &Gateway) {
-    let cfg = cli.home().join(".config/hoop");
-    std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(
-        cfg.join("config.toml"),
-        format!(
-            "gateway = \"{}\"\n[gateways.\"{}\"]\nfingerprint = \"{}\"\n",
-            gw.url, gw.url, gw.fingerprint
-        ),
-    )
-    .unwrap();
-}
-
 async fn builtin_gateway(extra_auth: &str) -> Gateway {
     Gateway::start(&format!(
         "[auth]\nadmins = [\"admin\"]\ndevice_poll_interval = \"1s\"\n{extra_auth}\n{CONNECTIONS}"
@@ -358,7 +344,7 @@ async fn external_oidc_login_with_groups_refresh_and_filtering() {
         .unwrap();
     // No pin is known to this fresh HOME: the self-signed certificate is refused clearly.
     assert_eq!(code(&out), CERTIFICATE, "{}", stderr(&out));
-    pin(&ci, &gw);
+    ci.pin(&gw).unwrap();
     let out = ci
         .run_env(&["whoami", "-o", "json"], &[("HOOP_TOKEN", &token)])
         .unwrap();
@@ -396,7 +382,7 @@ async fn api_keys_work_until_revoked() {
 
     // Pin the gateway once (as `hoop login --fingerprint` would), then use the key from the env.
     let cli = CliUser::new().unwrap();
-    pin(&cli, &gw);
+    cli.pin(&gw).unwrap();
     let out = cli
         .run_env(&["whoami", "-o", "json"], &[("HOOP_TOKEN", &key)])
         .unwrap();
