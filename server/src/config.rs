@@ -28,6 +28,31 @@ pub struct Config {
     /// Named masking rule sets, attached to connections by name.
     #[serde(default)]
     pub masking: Vec<crate::policy::masking::MaskingConfig>,
+    /// Session recording.
+    #[serde(default)]
+    pub recording: RecordingConfig,
+}
+
+/// `[recording]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// What a session does when its records cannot be written: `end-session` (default: fail
+    /// closed, nothing runs unrecorded) or `continue` (fail open: sessions go on, the gap is
+    /// logged and the session's end reason says its recording is incomplete).
+    #[serde(default)]
+    pub on_failure: OnRecordingFailure,
+}
+
+/// `[recording] on_failure`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnRecordingFailure {
+    /// Refuse new sessions and end live ones.
+    #[default]
+    EndSession,
+    /// Keep sessions running unrecorded.
+    Continue,
 }
 
 /// `[server]`

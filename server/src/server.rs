@@ -146,7 +146,10 @@ impl Gateway {
             .await
             .context("the audit log cannot be written; refusing to start")?;
         let policies = crate::policy::compile_all(&config).map_err(anyhow::Error::msg)?;
-        let recorder = crate::recording::Recorder::start(store.clone());
+        let recorder = crate::recording::Recorder::start_with(
+            store.clone(),
+            config.recording.on_failure == crate::config::OnRecordingFailure::Continue,
+        );
         let reviews =
             crate::reviews::Reviews::new(store.clone(), audit.clone(), config.auth.admins.clone());
         let state = AppState {

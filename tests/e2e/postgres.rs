@@ -45,10 +45,12 @@ pub async fn setup_with(auth_extra: &str, connection_extra: &str, config_extra: 
     )
     .await
     .unwrap();
-    let connection_extra = connection_extra.replace("$PGPORT", &pg.port.to_string());
-    let config_extra = config_extra.replace("$PGPORT", &pg.port.to_string());
     let secrets = tempfile::tempdir().unwrap();
     let pw_file = secrets.path().join("pw");
+    let connection_extra = connection_extra.replace("$PGPORT", &pg.port.to_string());
+    let config_extra = config_extra
+        .replace("$PGPORT", &pg.port.to_string())
+        .replace("$PWFILE", &pw_file.display().to_string());
     std::fs::write(&pw_file, TARGET_PASSWORD).unwrap();
     let gw = Gateway::start(&format!(
         r#"
@@ -412,4 +414,80 @@ async fn a_long_connect_refreshes_its_token_for_new_streams() {
         let out = psql(&tunnel.url, "select 1;");
         assert!(out.status.success(), "{}\n{}", stderr(&out), tunnel.logs());
     }
+}
+
+#[tokio::test]
+async fn an_access_wait_outlives_its_token() {
+    // Tokens live 2 s; the wait for approval spans a whole long poll (25 s) and more, so the
+    // next poll needs a refreshed token.
+    let env = setup_with(
+        "access_token_ttl = \"2s\"\ndevice_poll_interval = \"1s\"",
+        "",
+        r#"
+[[connections]]
+name = "prod"
+type = "postgres"
+address = "127.0.0.1:$PGPORT"
+database = "shop"
+user = "app"
+password = { file = "$PWFILE" }
+allow = ["engineering"]
+review = { access = true, approvers = ["dba"] }
+"#,
+    )
+    .await;
+    let gw = &env.gw;
+    gw.add_user("alice", "alice-password", "engineering")
+        .unwrap();
+    let out = gw
+        .hoopd(
+            &["api-keys", "create", "--name", "dba", "--groups", "dba"],
+            None,
+        )
+        .unwrap();
+    let dba = stdout(&out).trim().to_string();
+    let cli = CliUser::new().unwrap();
+    let out = cli
+        .login(
+            &["--gateway", &gw.url, "--fingerprint", &gw.fingerprint],
+            |p| async move {
+                let page = gw
+                    .submit_device_page(&p.code, "alice", "alice-password", false)
+                    .await?;
+                anyhow::ensure!(page.contains("You are signed in"), "{page}");
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let approver = CliUser::new().unwrap();
+    approver.pin(gw).unwrap();
+    let approve = async {
+        tokio::time::sleep(Duration::from_secs(28)).await;
+        let env = [
+            ("HOOP_TOKEN", dba.as_str()),
+            ("HOOP_GATEWAY", gw.url.as_str()),
+        ];
+        let out = approver
+            .run_env(&["reviews", "--to-approve", "-o", "json"], &env)
+            .unwrap();
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let id = list[0]["id"].as_i64().expect("a pending review");
+        let out = approver
+            .run_env(&["approve", &id.to_string()], &env)
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    };
+    let (tunnel, ()) = tokio::join!(
+        cli.connect_with(
+            "prod",
+            &["--reason", "INC-7", "--duration", "10m", "--wait", "2m"],
+            &[],
+        ),
+        approve
+    );
+    let tunnel = tunnel.unwrap();
+    let out = psql(&tunnel.url, "select 1;");
+    assert!(out.status.success(), "{}\n{}", stderr(&out), tunnel.logs());
 }

@@ -463,3 +463,84 @@ async fn a_guardrail_can_ask_for_review_instead_of_blocking() {
     );
     assert!(String::from_utf8_lossy(&done.stdout).contains("DELETE 5") || done.status.success());
 }
+
+/// The state of review `id` as `user` sees it.
+fn review_state(env: &Env, user: &str, id: i64) -> String {
+    let out = env.hoop(user, &["reviews", "show", &id.to_string(), "-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let review: Value = serde_json::from_slice(&out.stdout).unwrap();
+    review["state"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn ctrl_c_withdraws_what_it_waits_for() {
+    use hoop_tests::proc::{ChildGuard, Signal};
+    let env = setup().await;
+    let alice = env.token("alice");
+
+    // psql's Ctrl-C on a held statement: the CancelRequest withdraws the review, psql gets an
+    // error at once, and nothing reaches the target.
+    let tunnel = env
+        .cli
+        .connect("shop2", &[("HOOP_TOKEN", &alice)])
+        .await
+        .unwrap();
+    let held = psql_spawn(&tunnel.url, "update items set qty = 7 where id = 4");
+    let id = env.pending_for("bob").await;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(held.id() as i32).unwrap(),
+        Signal::INT,
+    )
+    .unwrap();
+    let done = tokio::task::spawn_blocking(move || held.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!done.status.success());
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        err.contains("canceled") && err.contains(&format!("review {id} was withdrawn")),
+        "{err}"
+    );
+    assert_eq!(review_state(&env, "alice", id), "withdrawn");
+    let out = env.hoop("bob", &["approve", &id.to_string()]);
+    assert_ne!(code(&out), 0, "a withdrawn review cannot be approved");
+    assert!(stderr(&out).contains("withdrawn"), "{}", stderr(&out));
+
+    // Ctrl-C on `hoop connect` waiting for an access review withdraws the request.
+    let log_dir = tempfile::tempdir().unwrap();
+    let mut cmd = env
+        .cli
+        .command(&[
+            "connect",
+            "prod",
+            "--reason",
+            "INC-9",
+            "--duration",
+            "10m",
+            "--wait",
+            "5m",
+        ])
+        .unwrap();
+    cmd.env("HOOP_TOKEN", &alice);
+    let mut waiting = ChildGuard::spawn("hoop-connect-wait", &mut cmd, log_dir.path()).unwrap();
+    let id = env.pending_for("bob").await;
+    assert_eq!(review_state(&env, "alice", id), "pending");
+    waiting.signal(Signal::INT).unwrap();
+    let mut status = None;
+    for _ in 0..100 {
+        status = waiting.try_status().unwrap();
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status.expect("hoop connect ends on Ctrl-C");
+    assert!(!status.success(), "{}", waiting.logs());
+    assert_eq!(
+        review_state(&env, "alice", id),
+        "withdrawn",
+        "{}",
+        waiting.logs()
+    );
+}

@@ -405,7 +405,7 @@ impl CliUser {
         let mut child = ChildGuard::spawn("hoop-connect", &mut cmd, dir.path())?;
         child.set_stop_signal(Signal::TERM, Duration::from_secs(5));
         let line = child
-            .wait_for_output("\"event\":\"ready\"", Duration::from_secs(30))
+            .wait_for_output("\"event\":\"ready\"", Duration::from_secs(60))
             .await?;
         let v: serde_json::Value =
             serde_json::from_str(&line).with_context(|| format!("ready line {line:?}"))?;

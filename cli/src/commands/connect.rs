@@ -184,8 +184,8 @@ pub async fn run(ctx: &Ctx, args: ConnectArgs) -> CliResult<()> {
                 ));
             }
         };
-        let bearer = tokens.bearer().await?;
-        crate::commands::reviews::request_and_wait_access(
+        let bearer = || tokens.bearer();
+        crate::commands::reviews::request_and_wait_access_with(
             &gw,
             &bearer,
             &conn.name,

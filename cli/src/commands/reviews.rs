@@ -570,6 +570,25 @@ pub async fn request_and_wait_access(
     wait: Option<Duration>,
     no_wait: bool,
 ) -> CliResult<ReviewInfo> {
+    let fixed = || std::future::ready(Ok(bearer.to_string()));
+    request_and_wait_access_with(gw, &fixed, connection, reason, duration, wait, no_wait).await
+}
+
+/// [`request_and_wait_access`] with a bearer asked for before every request, so a wait longer
+/// than the token's lifetime goes on with a refreshed token.
+pub async fn request_and_wait_access_with<F, Fut>(
+    gw: &Gateway,
+    bearer: &F,
+    connection: &str,
+    reason: &str,
+    duration: Duration,
+    wait: Option<Duration>,
+    no_wait: bool,
+) -> CliResult<ReviewInfo>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = CliResult<String>>,
+{
     // Whole seconds, rounded up: a window is never shorter than asked for.
     let secs = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
     let body = serde_json::to_value(AccessRequest {
@@ -578,7 +597,13 @@ pub async fn request_and_wait_access(
         duration_secs: secs,
     })
     .map_err(|e| internal(e.to_string()))?;
-    let review: ReviewInfo = call(gw, bearer, &Req::Post("/api/v1/reviews", body), None).await?;
+    let review: ReviewInfo = call(
+        gw,
+        &bearer().await?,
+        &Req::Post("/api/v1/reviews", body),
+        None,
+    )
+    .await?;
     let id = review.id;
     match review.state.as_str() {
         "approved" => {
@@ -613,7 +638,10 @@ pub async fn request_and_wait_access(
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
-            return Err(withdraw_on_interrupt(gw, bearer, id).await);
+            return Err(match bearer().await {
+                Ok(b) => withdraw_on_interrupt(gw, &b, id).await,
+                Err(e) => e,
+            });
         }
     };
     if let Some(b) = &bar {
@@ -655,12 +683,16 @@ fn pending_note(r: &ReviewInfo) -> String {
 }
 
 /// Long-polls until the review is decided or `wait` has passed.
-async fn wait_decided(
+async fn wait_decided<F, Fut>(
     gw: &Gateway,
-    bearer: &str,
+    bearer: &F,
     review: &ReviewInfo,
     wait: Option<Duration>,
-) -> CliResult<ReviewInfo> {
+) -> CliResult<ReviewInfo>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = CliResult<String>>,
+{
     let id = review.id;
     let deadline = wait.map(|w| tokio::time::Instant::now() + w);
     let mut failures = 0u32;
@@ -680,8 +712,11 @@ async fn wait_decided(
         // The gateway takes whole seconds; at least one, so a short remainder still waits.
         let secs = poll.as_secs().max(1);
         let path = format!("/api/v1/reviews/{id}/wait?timeout={secs}");
-        let answer: CliResult<ReviewInfo> =
-            call(gw, bearer, &Req::Get(&path), Some(poll + POLL_SLACK)).await;
+        // Asked each time: a cached login is refreshed before it expires.
+        let answer: CliResult<ReviewInfo> = match bearer().await {
+            Ok(b) => call(gw, &b, &Req::Get(&path), Some(poll + POLL_SLACK)).await,
+            Err(e) => Err(e),
+        };
         let r = match answer {
             Ok(r) => {
                 failures = 0;

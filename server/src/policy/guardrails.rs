@@ -205,6 +205,11 @@ impl Guardrails {
         self.sets.is_empty()
     }
 
+    /// True when a rule set has deny patterns (which match the statement text itself).
+    pub fn has_patterns(&self) -> bool {
+        self.sets.iter().any(|s| !s.patterns.is_empty())
+    }
+
     /// The rule set names, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.sets.iter().map(|s| s.name.as_str())

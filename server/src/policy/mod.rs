@@ -2,7 +2,8 @@
 //! this module decides (guardrails, later reviews) and transforms (masking). It never imports a
 //! protocol module.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -66,6 +67,33 @@ pub struct Policy {
     /// Statement classes (`write`, `ddl`, `all`) and guardrail rules whose statements are held
     /// for review instead of running (or being blocked).
     review: Vec<String>,
+    /// Statements already judged `Allow`, so the same statement (or one of the same shape) is not
+    /// parsed again on every execution.
+    allowed: Mutex<AllowCache>,
+}
+
+/// Texts and shapes ([`sql::shape`]) of statements a policy allowed, with nothing else in play:
+/// no `PREPARE` or `EXECUTE` (whose verdict depends on what was prepared before). Only `Allow`
+/// is cached: a block or review is rare, and its reason is built afresh each time.
+#[derive(Default)]
+struct AllowCache {
+    /// Exact texts: the same text always gets the same analysis.
+    texts: HashSet<Box<str>>,
+    /// Shapes (number literals blanked). Only used when no guardrail has deny patterns, since
+    /// a pattern sees the numbers.
+    shapes: HashSet<Box<str>>,
+}
+
+/// Entries per set; a full set is emptied (cheap, and an application's statements refill it).
+const ALLOW_CACHE_ENTRIES: usize = 4096;
+
+impl AllowCache {
+    fn insert(set: &mut HashSet<Box<str>>, key: &str) {
+        if set.len() >= ALLOW_CACHE_ENTRIES {
+            set.clear();
+        }
+        set.insert(key.into());
+    }
 }
 
 /// The built-in masking set connections may name without declaring it.
@@ -122,6 +150,7 @@ impl Policy {
             guardrails,
             masker,
             review: review.to_vec(),
+            allowed: Mutex::default(),
         })
     }
 
@@ -135,7 +164,18 @@ impl Policy {
         if self.guardrails.is_none() && self.review.is_empty() {
             return (Verdict::Allow, Vec::new());
         }
-        let infos = sql::analyze(sql);
+        if self.cache().texts.contains(sql) {
+            return (Verdict::Allow, Vec::new());
+        }
+        let by_shape = self.guardrails.as_ref().is_none_or(|g| !g.has_patterns());
+        let (shape, tokens) = sql::shape(sql);
+        if by_shape
+            && let Some((key, _)) = &shape
+            && self.cache().shapes.contains(key.as_str())
+        {
+            return (Verdict::Allow, Vec::new());
+        }
+        let infos = sql::analyze_tokenized(sql, tokens);
         let verdict = match &self.guardrails {
             Some(g) => g.check_analyzed(&infos, prepared),
             None => Verdict::Allow,
@@ -151,8 +191,26 @@ impl Policy {
         let defs = infos
             .iter()
             .filter_map(|i| i.prepare.as_ref().map(|p| (p.name.clone(), p.text.clone())))
-            .collect();
+            .collect::<Vec<_>>();
+        let plain = infos
+            .iter()
+            .all(|i| i.prepare.is_none() && i.execute_name().is_none());
+        if verdict == Verdict::Allow
+            && plain
+            && let Some((key, numbers)) = shape
+        {
+            let mut cache = self.cache();
+            if !numbers {
+                AllowCache::insert(&mut cache.texts, sql);
+            } else if by_shape {
+                AllowCache::insert(&mut cache.shapes, &key);
+            }
+        }
         (verdict, defs)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, AllowCache> {
+        self.allowed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A review verdict when a statement's class is under review.
@@ -265,4 +323,104 @@ pub fn compile_all(
         out.insert(c.name.clone(), std::sync::Arc::new(p));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod cache_tests {
+    use super::guardrails::GuardrailConfig;
+    use super::*;
+
+    fn policy(declared: &[GuardrailConfig], names: &[&str], review: &[&str]) -> Policy {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let review: Vec<String> = review.iter().map(|s| s.to_string()).collect();
+        Policy::compile(&names, &[], declared, &[], &review).unwrap()
+    }
+
+    fn check(p: &Policy, sql: &str) -> Verdict {
+        p.check_sql(sql, &|_| None).0
+    }
+
+    fn blocked(v: &Verdict) -> bool {
+        matches!(v, Verdict::Block { .. })
+    }
+
+    #[test]
+    fn cached_shapes_never_let_another_statement_through() {
+        let p = policy(&[], &["no-ddl", "no-unbounded-writes"], &[]);
+        // Each pair: an allowed statement, then texts that must still be judged on their own.
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "DELETE FROM t WHERE id = 1",
+                &["DELETE FROM t", "DELETE FROM t -- WHERE id = 1"],
+            ),
+            ("SELECT 1", &["SELECT 1; DROP TABLE t", "DROP TABLE t1"]),
+            ("SELECT 1 /* x */", &["SELECT 1 /* x */; drop table t"]),
+            ("SELECT 'a''b', 2", &["SELECT 'a', 2; DROP TABLE t"]),
+            ("UPDATE t SET a = 1 WHERE b = 2", &["UPDATE t SET a = 1"]),
+        ];
+        for (ok, bad) in cases {
+            for _ in 0..2 {
+                assert_eq!(check(&p, ok), Verdict::Allow, "{ok}");
+            }
+            for b in *bad {
+                assert!(blocked(&check(&p, b)), "{b} after {ok}");
+            }
+        }
+        // Same shape, other numbers: served from the cache, still allowed.
+        assert_eq!(check(&p, "DELETE FROM t WHERE id = 99999"), Verdict::Allow);
+        assert_eq!(p.cache().shapes.len(), cases.len());
+    }
+
+    #[test]
+    fn deny_patterns_see_every_number() {
+        let declared = [GuardrailConfig {
+            name: "no-42".into(),
+            deny_patterns: vec!["id = 42".into()],
+            ..GuardrailConfig::default()
+        }];
+        let p = policy(&declared, &["no-42"], &[]);
+        assert_eq!(check(&p, "SELECT * FROM t WHERE id = 1"), Verdict::Allow);
+        assert!(blocked(&check(&p, "SELECT * FROM t WHERE id = 42")));
+        assert!(p.cache().shapes.is_empty());
+        // Exact texts are still cached: the same text always gets the same verdict.
+        assert_eq!(check(&p, "SELECT * FROM t WHERE id = $1"), Verdict::Allow);
+        assert!(p.cache().texts.contains("SELECT * FROM t WHERE id = $1"));
+    }
+
+    #[test]
+    fn prepare_and_execute_are_never_cached() {
+        let p = policy(&[], &["no-unbounded-writes"], &[]);
+        let defs = std::cell::RefCell::new(std::collections::HashMap::<String, String>::new());
+        let run = |sql: &str| {
+            let (v, d) = p.check_sql(sql, &|n| defs.borrow().get(n).cloned());
+            if v == Verdict::Allow {
+                defs.borrow_mut().extend(d);
+            }
+            v
+        };
+        assert_eq!(run("PREPARE p AS SELECT 1"), Verdict::Allow);
+        assert_eq!(run("EXECUTE p"), Verdict::Allow);
+        defs.borrow_mut().insert("p".into(), "DELETE FROM t".into());
+        assert!(blocked(&run("EXECUTE p")));
+        assert!(p.cache().texts.is_empty() && p.cache().shapes.is_empty());
+    }
+
+    #[test]
+    fn backslash_strings_and_reviews_are_judged_every_time() {
+        let p = policy(&[], &["no-ddl"], &["write"]);
+        // Harmless as PostgreSQL reads it by default; a DROP when backslashes escape quotes.
+        let sql = r"SELECT 'a\', 1, 'x; DROP TABLE t; --'";
+        assert!(blocked(&check(&p, sql)));
+        assert!(blocked(&check(&p, sql)));
+        assert!(matches!(
+            check(&p, "INSERT INTO t VALUES (1)"),
+            Verdict::Review { .. }
+        ));
+        assert!(matches!(
+            check(&p, "INSERT INTO t VALUES (2)"),
+            Verdict::Review { .. }
+        ));
+        assert!(p.cache().shapes.is_empty());
+    }
 }

@@ -496,7 +496,60 @@ pub fn analyze(sql: &str) -> Vec<StatementInfo> {
         info.class = StatementClass::Other;
         return vec![info];
     }
-    let standard = tokenize(sql, false);
+    analyze_tokenized(sql, tokenize(sql, false))
+}
+
+/// Longest text [`shape`] describes: far below [`MAX_SQL_BYTES`], so that two texts of one shape
+/// (which differ only in how their numbers are spelled) are both on the same side of that limit.
+const MAX_SHAPE_BYTES: usize = 4096;
+
+/// A statement text's shape, for caching verdicts: its tokens (comments and whitespace included)
+/// with every number literal blanked out, and whether there was any number. Two texts of one
+/// shape differ only in the values of their numbers, which nothing in [`analyze`] looks at, so
+/// they get the same analysis. `None` when the text is not judged by its tokens alone: it is too
+/// long, the tokenizer rejects it, or a string holds a backslash (then a second reading of the
+/// raw text is analyzed too, where a number could sit inside a string).
+///
+/// The tokens come back as well so a cache miss need not tokenize again
+/// ([`analyze_tokenized`]).
+pub fn shape(sql: &str) -> (Option<(String, bool)>, Option<Vec<Token>>) {
+    if sql.len() > MAX_SHAPE_BYTES {
+        return (None, None);
+    }
+    let tokens = tokenize(sql, false);
+    let Some(toks) = tokens.as_deref() else {
+        return (None, tokens);
+    };
+    if has_backslash_string(Some(toks)) {
+        return (None, tokens);
+    }
+    let mut key = String::with_capacity(sql.len() + 8);
+    let mut numbers = false;
+    for tok in toks {
+        match tok {
+            // NUL cannot appear in PostgreSQL query text, so the marker is unambiguous.
+            Token::Number(_, long) => {
+                numbers = true;
+                key.push_str(if *long { "\0#L" } else { "\0#" });
+            }
+            Token::EOF => {}
+            // Writing into a String cannot fail.
+            other => {
+                let _ = write!(key, "{other}");
+            }
+        }
+    }
+    (Some((key, numbers)), tokens)
+}
+
+/// [`analyze`] with the standard reading's tokens already made (by [`shape`]).
+pub fn analyze_tokenized(sql: &str, standard: Option<Vec<Token>>) -> Vec<StatementInfo> {
+    if sql.len() > MAX_SQL_BYTES {
+        let label = format!("statement longer than {MAX_SQL_BYTES} bytes");
+        let mut info = StatementInfo::new(StatementKind::TooLong, label, false, String::new());
+        info.class = StatementClass::Other;
+        return vec![info];
+    }
     let pieces = standard
         .as_deref()
         .map_or(0, |t| t.iter().filter(|t| **t == Token::SemiColon).count());

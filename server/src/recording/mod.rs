@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::store::{RecordingBatch, Store, StoreError};
 pub use crate::store::{SessionStart, SessionSummary, StatementRecord};
@@ -20,7 +20,12 @@ pub use crate::store::{SessionStart, SessionSummary, StatementRecord};
 /// Records waiting beyond this make producers wait (back-pressure instead of unbounded memory).
 const QUEUE: usize = 8192;
 /// At most this many records per transaction.
-const BATCH: usize = 512;
+const BATCH: usize = 1024;
+/// How long the writer lets statements gather before it writes them, unless a session start is
+/// waiting. Under load this turns thousands of tiny transactions (each a round trip to the
+/// SQLite worker thread and a wake-up of the writer) into a few dozen a second; the data path
+/// never waits for it, since statements only wait for queue space.
+const LINGER: Duration = Duration::from_millis(25);
 /// The `end_reason` given to sessions a previous gateway process left open.
 pub const ABANDONED: &str = "gateway stopped";
 
@@ -101,35 +106,74 @@ impl Shared {
 pub struct Recorder {
     tx: mpsc::Sender<Op>,
     shared: Arc<Shared>,
+    /// Ends the writer's linger early: someone waits for a commit.
+    urgent: Arc<Notify>,
+    /// `[recording] on_failure = "continue"`: failures are logged, sessions go on.
+    fail_open: bool,
 }
 
 impl Recorder {
     /// Starts the writer task over `store`. Its first act is to close the sessions a previous
     /// process left open (they ended when it died), before any new session is written.
     pub fn start(store: Arc<dyn Store>) -> Self {
+        Self::start_with(store, false)
+    }
+
+    /// [`Recorder::start`]; with `fail_open`, a record that cannot be taken is logged and
+    /// dropped instead of ending the session (sessions then run with holes in their logs,
+    /// which their end reason states).
+    pub fn start_with(store: Arc<dyn Store>, fail_open: bool) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let shared = Arc::new(Shared {
             healthy: AtomicBool::new(true),
             any_lost: AtomicBool::new(false),
             lost: Mutex::new(HashSet::new()),
         });
-        tokio::spawn(writer(store, rx, shared.clone()));
-        Self { tx, shared }
+        let urgent = Arc::new(Notify::new());
+        tokio::spawn(writer(store, rx, shared.clone(), urgent.clone()));
+        Self {
+            tx,
+            shared,
+            urgent,
+            fail_open,
+        }
     }
 
     /// Records a new session and waits until it is committed. An error means the session must
     /// not start.
     pub async fn session_started(&self, s: SessionStart) -> Result<(), RecordError> {
+        let id = s.id.clone();
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Op::Start(s, done))
             .await
             .map_err(|_| RecordError::Stopped)?;
-        wait.await.map_err(|_| RecordError::Stopped)?
+        self.urgent.notify_one();
+        match wait.await.map_err(|_| RecordError::Stopped)? {
+            Err(RecordError::Write(e)) if self.fail_open => {
+                tracing::error!(error = %e, "session start not recorded; going on (recording.on_failure = continue)");
+                self.shared.mark_lost([id]);
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     /// Queues a statement; waits only for queue space. An error means the session must end.
     pub async fn statement(&self, st: StatementRecord) -> Result<(), RecordError> {
+        if self.fail_open {
+            // A session whose start (or an earlier batch) was lost has a hole already, and may
+            // have no row for its statements to belong to: drop them rather than fail batches
+            // of other sessions. Otherwise queue even while unhealthy: the next batch may well
+            // be written.
+            if self.shared.is_lost(&st.session_id) {
+                return Ok(());
+            }
+            if self.tx.try_send(Op::Statement(st)).is_err() {
+                tracing::warn!("statement not recorded: the recording queue is full or closed");
+            }
+            return Ok(());
+        }
         if !self.healthy() {
             return Err(RecordError::Unhealthy);
         }
@@ -168,7 +212,12 @@ impl Recorder {
     }
 }
 
-async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Op>, shared: Arc<Shared>) {
+async fn writer(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Op>,
+    shared: Arc<Shared>,
+    urgent: Arc<Notify>,
+) {
     match store.sessions_close_open(ABANDONED).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(sessions = n, "closed sessions left open by a previous run"),
@@ -177,6 +226,20 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Op>, shared: Arc<S
     }
     let mut ops: Vec<Op> = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut ops, BATCH).await > 0 {
+        // Not polling the queue while lingering is the point: senders push without waking us.
+        let waited_for = ops.iter().any(|op| matches!(op, Op::Start(..)));
+        if !waited_for && ops.len() < BATCH {
+            tokio::select! {
+                _ = tokio::time::sleep(LINGER) => {}
+                _ = urgent.notified() => {}
+            }
+            while ops.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut batch = RecordingBatch::default();
         let mut waiting = Vec::new();
         let mut ids = HashSet::new();
@@ -539,6 +602,34 @@ mod tests {
             .map(|s| s.seq)
             .collect();
         assert_eq!(seqs, [1]);
+        assert!(store.session_get("n").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn fail_open_keeps_sessions_going() {
+        let (_d, store) = flaky().await;
+        let rec = Recorder::start_with(store.clone(), true);
+        rec.session_started(start("s")).await.unwrap();
+        store.fail.store(true, Ordering::SeqCst);
+        // Neither a start nor a statement that cannot be written stops anything.
+        rec.session_started(start("n")).await.unwrap();
+        rec.statement(stmt("n", 1)).await.unwrap();
+        rec.statement(stmt("s", 1)).await.unwrap();
+        flush(&rec, "f1").await;
+        assert!(!rec.healthy());
+        rec.statement(stmt("s", 2)).await.unwrap();
+        store.fail.store(false, Ordering::SeqCst);
+        flush(&rec, "f2").await;
+        rec.session_ended("s", summary("client closed"))
+            .await
+            .unwrap();
+        flush(&rec, "f3").await;
+        assert!(rec.healthy());
+        let s = store.session_get("s").await.unwrap().unwrap();
+        assert_eq!(
+            s.end_reason.as_deref(),
+            Some("client closed (recording incomplete)")
+        );
         assert!(store.session_get("n").await.unwrap().is_none());
     }
 

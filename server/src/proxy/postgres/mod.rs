@@ -4,11 +4,12 @@
 //! pipeline (see `relay.rs`).
 
 pub mod codec;
+mod handoff;
 mod relay;
 pub mod upstream;
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::BytesMut;
 use serde_json::json;
@@ -35,6 +36,8 @@ struct CancelTarget {
     pid: i32,
     key: i32,
     subject: String,
+    /// Wakes the session's held statement (if any) so it is withdrawn.
+    hold_cancel: Arc<tokio::sync::Notify>,
 }
 
 /// Keys we gave clients → the target's real keys. Process-wide: a cancel arrives on a new
@@ -82,6 +85,8 @@ async fn read_startup<C: AsyncRead + AsyncWrite + Unpin>(
             Startup::Cancel { pid, key } => {
                 let target = cancel_keys().get(&(pid, key)).cloned();
                 if let Some(t) = target {
+                    // Only a statement waiting right now is withdrawn; no permit is kept.
+                    t.hold_cancel.notify_waiters();
                     let mut out = BytesMut::new();
                     codec::put_cancel(&mut out, t.pid, t.key);
                     if let Ok(mut s) = tokio::net::TcpStream::connect(&t.address).await {
@@ -238,6 +243,7 @@ fn register_cancel_key(
     pid: i32,
     key: i32,
     subject: &str,
+    hold_cancel: Arc<tokio::sync::Notify>,
 ) -> (i32, i32, CancelKeyGuard) {
     use rand::Rng;
     let mut rng = rand::rng();
@@ -250,6 +256,7 @@ fn register_cancel_key(
                 pid,
                 key,
                 subject: subject.to_string(),
+                hold_cancel: hold_cancel.clone(),
             });
             return (fake.0, fake.1, CancelKeyGuard(fake));
         }

@@ -24,9 +24,9 @@ use std::time::Instant;
 use bytes::BytesMut;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::mpsc;
 
 use super::codec::{self, Column};
+use super::handoff::{HandoffRx, HandoffTx, handoff};
 use super::upstream::{Stream, Upstream};
 use super::{CLIENT_LIMITS, SERVER_LIMITS, register_cancel_key};
 use crate::audit::event;
@@ -89,6 +89,8 @@ struct Session {
     ctx: TunnelContext,
     policy: Arc<Policy>,
     counters: Counters,
+    /// Woken by a CancelRequest carrying this session's key: ends a statement review's wait.
+    hold_cancel: Arc<tokio::sync::Notify>,
 }
 
 impl Session {
@@ -159,6 +161,7 @@ pub(super) async fn run<C>(
         ctx,
         policy,
         counters: Counters::default(),
+        hold_cancel: Arc::default(),
     });
     let ctx = &session.ctx;
     let start = SessionStart {
@@ -200,7 +203,7 @@ pub(super) async fn run<C>(
         buf: server_buf,
     } = up;
     let (server_r, mut server_w) = tokio::io::split(stream);
-    let (tx, rx) = mpsc::unbounded_channel::<Item>();
+    let (tx, rx) = handoff::<Item>();
 
     let s2c = {
         let session = session.clone();
@@ -216,7 +219,7 @@ pub(super) async fn run<C>(
             () = ended.cancelled() => {
                 let mut fatal = BytesMut::new();
                 codec::put_error(&mut fatal, b'E', "FATAL", "57P01", "hoop: the access grant for this connection ended (revoked or expired)", None);
-                let _ = fatal_tx.send(Item::Kill(fatal));
+                let _ = fatal_tx.push(Item::Kill(fatal), true);
                 Err("access grant ended".to_string())
             }
         },
@@ -300,7 +303,7 @@ async fn client_to_server<R, W>(
     client: &mut R,
     mut buf: BytesMut,
     server: &mut W,
-    tx: mpsc::UnboundedSender<Item>,
+    tx: HandoffTx<Item>,
 ) -> Result<(), String>
 where
     R: AsyncRead + Unpin,
@@ -315,7 +318,13 @@ where
     // Prepared statement texts by name (SQL PREPARE and protocol Parse), so EXECUTE is judged
     // as what it runs.
     let mut prepared: HashMap<String, String> = HashMap::new();
-    let send = |item: Item| tx.send(item).map_err(|_| "target side closed".to_string());
+    // Only the gateway's own answers need the other direction now; the rest waits for the
+    // target's bytes (see `handoff`).
+    let send = |item: Item| {
+        let wake = matches!(item, Item::Local { .. } | Item::Kill(_));
+        tx.push(item, wake)
+            .map_err(|_| "target side closed".to_string())
+    };
     loop {
         // Process every complete message in the buffer.
         loop {
@@ -723,12 +732,16 @@ async fn hold(
         ready: false,
     })
     .map_err(|e| e.to_string())?;
-    let decided = ctx
-        .state
-        .reviews
-        .wait(id, timeout + std::time::Duration::from_secs(2))
-        .await
-        .map_err(|e| e.to_string())?;
+    let decided = tokio::select! {
+        r = ctx.state.reviews.wait(id, timeout + std::time::Duration::from_secs(2)) => {
+            r.map_err(|e| e.to_string())?
+        }
+        // Ctrl-C in psql: a CancelRequest for this session withdraws what it waits for.
+        () = session.hold_cancel.notified() => {
+            let _ = ctx.state.reviews.withdraw(id, &ctx.identity).await;
+            return Err(format!("the client canceled it; review {id} was withdrawn"));
+        }
+    };
     use crate::reviews::ReviewState as S;
     match decided.state {
         S::Approved | S::Executed => Ok(id),
@@ -773,7 +786,7 @@ async fn refuse(session: &Session, p: Pending, rule: &str, why: &str) -> Result<
 }
 
 /// Tells the client why its session ends (a FATAL in its own protocol) and returns the reason.
-fn protocol_error(tx: &mpsc::UnboundedSender<Item>, e: codec::FrameError) -> String {
+fn protocol_error(tx: &HandoffTx<Item>, e: codec::FrameError) -> String {
     let mut fatal = BytesMut::new();
     codec::put_error(
         &mut fatal,
@@ -783,10 +796,13 @@ fn protocol_error(tx: &mpsc::UnboundedSender<Item>, e: codec::FrameError) -> Str
         &format!("hoop: invalid message from the client: {e}"),
         None,
     );
-    let _ = tx.send(Item::Local {
-        bytes: fatal,
-        ready: false,
-    });
+    let _ = tx.push(
+        Item::Local {
+            bytes: fatal,
+            ready: false,
+        },
+        true,
+    );
     format!("client protocol error: {e}")
 }
 
@@ -968,7 +984,7 @@ async fn server_to_client<W>(
     mut server: ReadHalf<Box<dyn Stream>>,
     mut buf: BytesMut,
     mut client: WriteHalf<W>,
-    mut rx: mpsc::UnboundedReceiver<Item>,
+    rx: HandoffRx<Item>,
     tables: HashMap<u32, String>,
 ) -> (LiveCounts, String)
 where
@@ -997,7 +1013,7 @@ where
     let reason = loop {
         // Register everything the client side queued before reading the target's bytes: those
         // items were queued before the bytes they describe were sent.
-        while let Ok(item) = rx.try_recv() {
+        while let Some(item) = rx.try_recv() {
             st.accept(item, &mut out);
         }
         loop {
@@ -1126,6 +1142,7 @@ where
                             pid,
                             key,
                             &session.ctx.identity.subject,
+                            session.hold_cancel.clone(),
                         );
                         cancel_guard = Some(guard);
                         codec::put_backend_key(&mut out, fpid, fkey);
@@ -1207,9 +1224,13 @@ where
         }
         tokio::select! {
             biased;
-            item = rx.recv() => match item {
-                Some(item) => st.accept(item, &mut out),
-                None => {
+            () = rx.ready() => {
+                let mut got = false;
+                while let Some(item) = rx.try_recv() {
+                    st.accept(item, &mut out);
+                    got = true;
+                }
+                if !got && rx.closed() {
                     // The client side ended; keep relaying what the target still sends.
                     match server.read_buf(&mut buf).await {
                         Ok(0) => break "client closed".to_string(),
