@@ -544,3 +544,90 @@ async fn ctrl_c_withdraws_what_it_waits_for() {
         waiting.logs()
     );
 }
+
+#[tokio::test]
+async fn approve_without_an_id_offers_a_picker_on_a_terminal() {
+    use std::io::{Read, Write};
+    let env = setup().await;
+    let out = env.hoop(
+        "alice",
+        &[
+            "connect",
+            "prod",
+            "--reason",
+            "INC-5",
+            "--duration",
+            "10m",
+            "--no-wait",
+        ],
+    );
+    assert_eq!(code(&out), 88, "{}", stderr(&out));
+    let id: i64 = stdout(&out).trim().parse().unwrap();
+
+    // Without a terminal, the id is required.
+    let out = env.hoop("bob", &["approve"]);
+    assert_eq!(code(&out), 80, "{}", stderr(&out));
+
+    // On a terminal (script(1) gives hoop a pty), Enter picks the first review listed.
+    let hoop = hoop_tests::bin_path("hoop").unwrap();
+    let base = env.cli.command(&[]).unwrap();
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &format!("{} approve", hoop.display()), "/dev/null"]);
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.env("HOOP_TOKEN", env.token("bob"))
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut screen = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = screen.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let text = || String::from_utf8_lossy(&seen.lock().unwrap()).to_string();
+    for _ in 0..200 {
+        if text().contains("Approve which review") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        text().contains("Approve which review"),
+        "no picker: {}",
+        text()
+    );
+    assert!(
+        text().contains(&id.to_string()),
+        "the picker lists the review: {}",
+        text()
+    );
+    stdin.write_all(b"\r").unwrap();
+    stdin.flush().unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.wait();
+        drop(stdin);
+        status
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "{}", text());
+    assert_eq!(review_state(&env, "alice", id), "approved", "{}", text());
+}
