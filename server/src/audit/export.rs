@@ -1,0 +1,166 @@
+//! `GET /api/v1/audit/export`: the chain as export lines (format in `hoop_shared::audit`),
+//! streamed page by page with back-pressure, never held in memory whole.
+//!
+//! The range is contiguous: from the first record at or after `since` to the last one before
+//! `until` (by the time inside each record), capped at the chain head when the export began. The
+//! checkpoints the writer signed inside the range follow their records, and a freshly signed
+//! `end` line closes the export, so a verifier detects truncation at any point.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hoop_shared::audit::{AuditEvent, ExportLine, GENESIS, SecretKey, export_end};
+use tokio::sync::mpsc;
+
+use crate::store::{Store, StoreError};
+
+/// Records read per store query.
+const PAGE: i64 = 1000;
+/// Bytes gathered before a chunk is handed to the HTTP body.
+const CHUNK: usize = 64 * 1024;
+
+/// Which records to export (unix milliseconds; `None`: unbounded).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Range {
+    /// Records at or after this time.
+    pub since_ms: Option<i64>,
+    /// Records before this time.
+    pub until_ms: Option<i64>,
+}
+
+/// The time inside a record's bytes (unix milliseconds), if it has one.
+pub fn record_time_ms(bytes: &[u8]) -> Option<i64> {
+    let ev: AuditEvent = serde_json::from_slice(bytes).ok()?;
+    let t = time::OffsetDateTime::parse(&ev.time, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// Starts writing the export of `range`; chunks arrive on the receiver, an error ends it early
+/// (the client then holds a file without its end line, which verification reports as truncated).
+pub fn start(
+    store: Arc<dyn Store>,
+    key: Arc<SecretKey>,
+    range: Range,
+) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(async move {
+        if let Err(e) = write(store.as_ref(), &key, range, &tx).await {
+            tracing::error!(error = %e, "audit export failed");
+            let _ = tx
+                .send(Err(std::io::Error::other(
+                    "the audit export failed; see the gateway's log",
+                )))
+                .await;
+        }
+    });
+    rx
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ExportFailure {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the client went away")]
+    Closed,
+}
+
+async fn write(
+    store: &dyn Store,
+    key: &SecretKey,
+    range: Range,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> Result<(), ExportFailure> {
+    let head = store.audit_head().await?.map_or(0, |h| h.0);
+    // Checkpoints are signed after their records were stamped, so every record up to a
+    // checkpoint signed before `since` is older than `since`: skip straight past it.
+    let mut after = match range.since_ms {
+        Some(t) => store
+            .audit_checkpoint_before(Some(t))
+            .await?
+            .map_or(0, |c| c.seq),
+        None => 0,
+    };
+    let mut buf = String::new();
+    let mut first: Option<(i64, [u8; 32])> = None;
+    let mut last: Option<(i64, [u8; 32])> = None;
+    let mut records = 0u64;
+    let mut checkpoints = 0u64;
+    'pages: while after < head {
+        let page = store.audit_range(after, PAGE.min(head - after)).await?;
+        let (Some(p_first), Some(p_last)) = (page.first(), page.last()) else {
+            break;
+        };
+        let cps = store.audit_checkpoints(p_first.seq - 1, p_last.seq).await?;
+        let mut cps = cps.iter().peekable();
+        for r in &page {
+            let t = if r.purged {
+                None
+            } else {
+                record_time_ms(&r.bytes)
+            };
+            if first.is_none() {
+                let before = match (range.since_ms, t) {
+                    (Some(since), Some(t)) => t < since,
+                    // A tombstone's time is gone; it is older than any record kept after it.
+                    (Some(_), None) => r.purged,
+                    (None, _) => false,
+                };
+                if before {
+                    after = r.seq;
+                    continue;
+                }
+            }
+            if let (Some(until), Some(t)) = (range.until_ms, t)
+                && t >= until
+            {
+                break 'pages;
+            }
+            after = r.seq;
+            if first.is_none() {
+                first = Some((r.seq, r.prev_hash));
+            }
+            last = Some((r.seq, r.hash));
+            records += 1;
+            buf.push_str(&ExportLine::from_record(r).to_line());
+            while let Some(c) = cps.next_if(|c| c.seq <= r.seq) {
+                if c.seq == r.seq && c.hash == r.hash {
+                    buf.push_str(&ExportLine::from_checkpoint(c).to_line());
+                    checkpoints += 1;
+                }
+            }
+            if buf.len() >= CHUNK {
+                send(tx, std::mem::take(&mut buf)).await?;
+            }
+        }
+    }
+    let (first_seq, prev_hash, last_seq, hash) = match (first, last) {
+        (Some((f, p)), Some((l, h))) => (f, p, l, h),
+        _ => {
+            // Nothing in range: an empty export positioned after record `after`, still signed.
+            let h = store.audit_get(after).await?.map_or(GENESIS, |r| r.hash);
+            (after + 1, h, after, h)
+        }
+    };
+    let mut end = export_end(
+        first_seq,
+        &prev_hash,
+        last_seq,
+        &hash,
+        records,
+        checkpoints,
+        &crate::util::now_rfc3339(),
+    );
+    key.sign_end(&mut end);
+    buf.push_str(&ExportLine::End(end).to_line());
+    send(tx, buf).await
+}
+
+async fn send(
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    text: String,
+) -> Result<(), ExportFailure> {
+    tx.send(Ok(Bytes::from(text)))
+        .await
+        .map_err(|_| ExportFailure::Closed)
+}
