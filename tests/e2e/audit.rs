@@ -680,6 +680,17 @@ async fn kill_9_during_traffic_twenty_times_keeps_the_chain_and_a_gapless_log() 
         );
         lost_tail_total += (executed - k).max(0);
     }
+    // After twenty crashes the whole chain still exports and verifies offline, signatures and all.
+    let admin = api_key(&env.gw, "admin", "admin");
+    wait_for_checkpoint(&env.gw).await;
+    let out = export(&env, &admin, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let key = save_key(&env.gw, dir.path());
+    let file = dir.path().join("audit.jsonl");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let v = verify(&env, &file, &key);
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
     // Not a timing assertion: informational, for the report.
     eprintln!(
         "kill -9 x20: statements executed but not recorded (lost tails), total: {lost_tail_total}"
