@@ -368,13 +368,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(false);
             let dir = data_dir_for(cli.config.as_deref(), cli.data_dir.as_deref())?;
             let store = open_store(&dir).await?;
-            match verify_store(store.as_ref()).await {
+            let key = crate::audit::keys::load_or_create(&dir)?.public();
+            match verify_store(store.as_ref(), Some(&key)).await {
                 Ok(r) => {
                     let mut out = std::io::stdout().lock();
                     writeln!(
                         out,
-                        "audit chain OK: {} records, head {}",
+                        "audit chain OK: {} records, {} signed checkpoints, head {}",
                         r.records,
+                        r.checkpoints,
                         r.head.as_deref().unwrap_or("-")
                     )?;
                     Ok(ExitCode::SUCCESS)

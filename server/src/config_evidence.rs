@@ -145,3 +145,68 @@ pub fn validate(
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn retention_and_webhooks_parse() {
+        let c = Config::parse(
+            r#"
+[retention]
+recordings = "90d"
+audit = "1y"
+
+[audit]
+jsonl_file = "/var/log/hoop/audit.jsonl"
+
+[[webhooks]]
+url = "https://siem.example.com/hoop"
+secret = { env = "HOOP_TEST_WEBHOOK_SECRET_UNSET" }
+events = ["session.*", "statement.blocked"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.retention.recordings,
+            Some(std::time::Duration::from_secs(90 * 86_400))
+        );
+        assert!(c.retention.audit.unwrap().as_secs() >= 365 * 86_400);
+        assert_eq!(c.webhooks[0].name(), "https://siem.example.com/hoop");
+        assert_eq!(c.webhooks[0].max_attempts, 10);
+        // The secret's variable is not set: `check` says so, naming the key.
+        let problems = c.validate();
+        assert!(
+            problems.iter().any(|p| p.contains("webhooks[0].secret")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn bad_evidence_settings_are_named() {
+        let err = Config::parse("[retention]\nrecordings = \"90d\"\nkeep = true\n").unwrap_err();
+        assert!(err.contains("retention"), "{err}");
+        let err = Config::parse(
+            "[[webhooks]]\nurl = \"https://x\"\nsecret = { env = \"X\" }\nretries = 3\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("webhooks"), "{err}");
+        let c = Config::parse(
+            "[retention]\naudit = \"5m\"\n[[webhooks]]\nurl = \"http://siem.example.com/x\"\nsecret = { env = \"PATH\" }\n",
+        )
+        .unwrap();
+        let problems = c.validate();
+        assert!(
+            problems.iter().any(|p| p.contains("retention.audit")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("webhooks[0].url") && p.contains("https")),
+            "{problems:?}"
+        );
+    }
+}

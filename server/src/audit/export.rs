@@ -321,7 +321,10 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(r.tombstones, 5);
-        crate::audit::verify_store(store.as_ref()).await.unwrap();
+        let r = crate::audit::verify_store(store.as_ref(), Some(&key.public()))
+            .await
+            .unwrap();
+        assert!(r.checkpoints >= 1);
         wait_signed_head(store.as_ref()).await;
         let data = collect(start(store.clone(), key.clone(), Range::default())).await;
         let s = verify_export(&data, &key.public()).unwrap();

@@ -252,9 +252,11 @@ async fn file_sink(path: &std::path::Path, first: i64, bytes: &[Vec<u8>]) {
         }
     }
     let r = async {
+        // 0600 when created: events name people and hosts.
         let mut f = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(path)
             .await?;
         f.write_all(&text).await?;
@@ -309,28 +311,64 @@ pub fn event(
 pub struct VerifyReport {
     /// Records checked.
     pub records: u64,
+    /// Checkpoints whose hash and signature were checked.
+    pub checkpoints: u64,
     /// Hash of the last record (hex), if any.
     pub head: Option<String>,
 }
 
-/// Re-hashes every stored record in order; the error names the first bad record.
-pub async fn verify_store(store: &dyn Store) -> Result<VerifyReport, String> {
+/// Re-hashes every stored record in order; with `key`, also checks every stored checkpoint
+/// names its record's hash and carries a valid signature. The error names the first bad record.
+pub async fn verify_store(
+    store: &dyn Store,
+    key: Option<&hoop_shared::audit::PublicKey>,
+) -> Result<VerifyReport, String> {
     let mut after = 0i64;
     let mut prev = (0i64, GENESIS);
     let mut total = 0u64;
+    let mut checkpoints = 0u64;
     loop {
         let page = store
             .audit_range(after, 10_000)
             .await
             .map_err(|e| e.to_string())?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
+        let (Some(first), Some(last)) = (page.first(), page.last()) else {
+            break;
+        };
+        let (first_seq, last_seq) = (first.seq, last.seq);
         let (n, head) = verify_chain(prev, &page).map_err(|e| e.to_string())?;
+        if let Some(key) = key {
+            let cps = store
+                .audit_checkpoints(first_seq - 1, last_seq)
+                .await
+                .map_err(|e| e.to_string())?;
+            for c in &cps {
+                let hash = usize::try_from(c.seq - first_seq)
+                    .ok()
+                    .and_then(|i| page.get(i))
+                    .map(|r| r.hash);
+                if hash != Some(c.hash) {
+                    return Err(format!(
+                        "record {}: the signed checkpoint names another hash (a record up to {} was altered)",
+                        c.seq, c.seq
+                    ));
+                }
+                if !key.verify_checkpoint(c) {
+                    return Err(format!(
+                        "record {}: the checkpoint's signature is not valid for this gateway's key",
+                        c.seq
+                    ));
+                }
+                checkpoints += 1;
+            }
+        }
         total += n;
+        after = last_seq;
         prev = (after, head);
     }
     Ok(VerifyReport {
         records: total,
+        checkpoints,
         head: (total > 0).then(|| hex::encode(prev.1)),
     })
 }
