@@ -39,6 +39,7 @@ complete -c hoop -n "__fish_hoop_needs_command" -f -a "approve" -d 'Approve a re
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "reject" -d 'Reject a review, saying why'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "revoke" -d 'End an approved access grant early; live sessions under it are closed'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "withdraw" -d 'Withdraw a pending request of your own'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "audit" -d 'The signed audit log: export it, verify an export offline, fetch the public key'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "completion" -d 'Print a shell completion script'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c hoop -n "__fish_hoop_using_subcommand login" -l ca-file -d 'Trust the gateway\'s certificate through this CA bundle (PEM)' -r -F
@@ -73,6 +74,8 @@ complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_
 complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l connection -d 'Only sessions on this connection' -r
 complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l since -d 'Only sessions started since: a time span ago (`1h`, `7d`) or an RFC 3339 time' -r
 complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l until -d 'Only sessions started before: a time span ago or an RFC 3339 time' -r
+complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l verdict -d 'Only sessions with a statement of this verdict: `block` (something was blocked) or `allow`' -r -f -a "block\t''
+allow\t''"
 complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l limit -d 'At most this many sessions, newest first' -r
 complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'JSON for programs'"
@@ -112,20 +115,47 @@ complete -c hoop -n "__fish_hoop_using_subcommand revoke" -l gateway -d 'Gateway
 complete -c hoop -n "__fish_hoop_using_subcommand revoke" -s h -l help -d 'Print help'
 complete -c hoop -n "__fish_hoop_using_subcommand withdraw" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand withdraw" -s h -l help -d 'Print help'
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and not __fish_seen_subcommand_from export verify key help" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and not __fish_seen_subcommand_from export verify key help" -s h -l help -d 'Print help'
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and not __fish_seen_subcommand_from export verify key help" -f -a "export" -d 'Stream the audit log (records, signed checkpoints, a signed end line) as JSON lines to stdout: `hoop audit export > audit.jsonl`'
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and not __fish_seen_subcommand_from export verify key help" -f -a "verify" -d 'Verify an export offline: every hash link, every checkpoint signature, and that nothing was cut off. Names the first bad record by sequence number'
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and not __fish_seen_subcommand_from export verify key help" -f -a "key" -d 'Print the gateway\'s public audit key (save it as `gateway.pub`)'
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and not __fish_seen_subcommand_from export verify key help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from export" -l since -d 'Records since: a time span ago (`7d`) or an RFC 3339 time' -r
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from export" -l until -d 'Records before: a time span ago or an RFC 3339 time' -r
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from export" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from verify" -l key -d 'The gateway\'s public key file (`hoopd keys show`, `hoop audit key`)' -r -F
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from verify" -s o -l output -d 'Output format of the summary' -r -f -a "table\t'Aligned columns for people'
+json\t'JSON for programs'"
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from verify" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from key" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'JSON for programs'"
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from key" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from key" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "export" -d 'Stream the audit log (records, signed checkpoints, a signed end line) as JSON lines to stdout: `hoop audit export > audit.jsonl`'
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Verify an export offline: every hash link, every checkpoint signature, and that nothing was cut off. Names the first bad record by sequence number'
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "key" -d 'Print the gateway\'s public audit key (save it as `gateway.pub`)'
+complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c hoop -n "__fish_hoop_using_subcommand completion" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand completion" -s h -l help -d 'Print help'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "login" -d 'Log in to a gateway (OIDC device flow) and cache the tokens'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "logout" -d 'Forget the cached tokens for the gateway'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "whoami" -d 'Show who the gateway thinks you are'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "connections" -d 'List the connections you may use'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "connect" -d 'Open a local port that tunnels to a connection through the gateway'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "sessions" -d 'List recorded sessions (`show <id>` for one session\'s statement log)'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "reviews" -d 'List reviews: yours, those you may approve, or all (`show <id>` for one)'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "approve" -d 'Approve a review (without an id, on a terminal: pick one)'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "reject" -d 'Reject a review, saying why'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "revoke" -d 'End an approved access grant early; live sessions under it are closed'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "withdraw" -d 'Withdraw a pending request of your own'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "completion" -d 'Print a shell completion script'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "login" -d 'Log in to a gateway (OIDC device flow) and cache the tokens'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "logout" -d 'Forget the cached tokens for the gateway'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "whoami" -d 'Show who the gateway thinks you are'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "connections" -d 'List the connections you may use'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "connect" -d 'Open a local port that tunnels to a connection through the gateway'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "sessions" -d 'List recorded sessions (`show <id>` for one session\'s statement log)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "reviews" -d 'List reviews: yours, those you may approve, or all (`show <id>` for one)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "approve" -d 'Approve a review (without an id, on a terminal: pick one)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "reject" -d 'Reject a review, saying why'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "revoke" -d 'End an approved access grant early; live sessions under it are closed'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "withdraw" -d 'Withdraw a pending request of your own'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "audit" -d 'The signed audit log: export it, verify an export offline, fetch the public key'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "completion" -d 'Print a shell completion script'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c hoop -n "__fish_hoop_using_subcommand help; and __fish_seen_subcommand_from sessions" -f -a "show" -d 'Show one session and its statement log'
 complete -c hoop -n "__fish_hoop_using_subcommand help; and __fish_seen_subcommand_from reviews" -f -a "show" -d 'Show one review: who asked, why, the statement, the approvals'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "export" -d 'Stream the audit log (records, signed checkpoints, a signed end line) as JSON lines to stdout: `hoop audit export > audit.jsonl`'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Verify an export offline: every hash link, every checkpoint signature, and that nothing was cut off. Names the first bad record by sequence number'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "key" -d 'Print the gateway\'s public audit key (save it as `gateway.pub`)'

@@ -36,6 +36,8 @@ pub enum Exit {
     Timeout = 89,
     /// The gateway answered with an error, or hoop itself failed.
     Internal = 90,
+    /// An audit export does not verify (altered, truncated, or another gateway's key).
+    VerifyFailed = 91,
 }
 
 impl Exit {
@@ -68,6 +70,10 @@ impl Exit {
         (
             Exit::Internal,
             "the gateway reported an error, or hoop failed",
+        ),
+        (
+            Exit::VerifyFailed,
+            "an audit export does not verify (altered, truncated or wrong key)",
         ),
     ];
 

@@ -66,6 +66,9 @@ pub enum Command {
     Revoke(commands::reviews::IdArgs),
     /// Withdraw a pending request of your own.
     Withdraw(commands::reviews::IdArgs),
+    /// The signed audit log: export it, verify an export offline, fetch the public key.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -150,6 +153,10 @@ async fn run(cli: Cli) -> CliResult<()> {
     if let Command::Completion { shell } = cli.command {
         return commands::completion::run(shell);
     }
+    // Offline verification needs no gateway, settings or credentials.
+    if let Command::Audit(commands::audit::AuditCommand::Verify(args)) = &cli.command {
+        return commands::audit::verify(args);
+    }
     let paths = Paths::discover()?;
     let settings = Settings::load(&paths.settings_file())?;
     let ctx = Ctx {
@@ -172,6 +179,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Reject(args) => commands::reviews::reject(&ctx, args).await,
         Command::Revoke(args) => commands::reviews::revoke(&ctx, args).await,
         Command::Withdraw(args) => commands::reviews::withdraw(&ctx, args).await,
+        Command::Audit(cmd) => commands::audit::run(&ctx, cmd).await,
         Command::Completion { .. } => Err(CliError::new(Exit::Internal, "unreachable")),
     }
 }

@@ -58,6 +58,49 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The audit signing key.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// The retention purge (`[retention]`).
+    #[command(subcommand)]
+    Retention(RetentionCmd),
+    /// Webhook deliveries (`[[webhooks]]`).
+    #[command(subcommand)]
+    Webhooks(WebhooksCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Print the public key that verifies audit checkpoints and exports (`hoop audit verify
+    /// --key`); creates the key if the data dir has none yet.
+    Show {
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCmd {
+    /// Purge now what `[retention]` says is past its age (needs --config).
+    Purge {
+        /// Reckon ages from this RFC 3339 time instead of the clock (rehearsals and tests).
+        #[arg(long)]
+        now: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCmd {
+    /// Deliveries per webhook, and the dead letters.
+    Status {
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+        /// Dead letters shown at most.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -205,17 +248,135 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 admin_store(cli.config.as_deref(), cli.data_dir.as_deref()).await?;
             api_keys(c, store.as_ref(), &audit).await
         }
+        Some(Command::Keys(KeysCmd::Show { output })) => {
+            let dir = data_dir_for(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            crate::server::ensure_data_dir(&dir)?;
+            let p = crate::audit::keys::load_or_create(&dir)?.public();
+            let mut out = std::io::stdout().lock();
+            match output {
+                Output::Json => writeln!(
+                    out,
+                    "{}",
+                    json!({"algorithm": "ed25519", "public_key": p.to_text(), "key_id": p.key_id()})
+                )?,
+                Output::Table => writeln!(out, "{}", p.to_text())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Retention(RetentionCmd::Purge { now })) => {
+            init_logging(false);
+            let Some(path) = cli.config.as_deref() else {
+                bail!("give --config <file>: the purge follows its [retention] section");
+            };
+            let config = Config::load(path)?;
+            if config.retention.recordings.is_none() && config.retention.audit.is_none() {
+                bail!(
+                    "{} has no [retention] periods (`recordings`, `audit`): nothing to purge",
+                    path.display()
+                );
+            }
+            let now_ms = match now {
+                Some(t) => {
+                    let t = time::OffsetDateTime::parse(
+                        &t,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .with_context(|| {
+                        format!(
+                            "--now must be an RFC 3339 time such as 2027-01-31T00:00:00Z, got {t:?}"
+                        )
+                    })?;
+                    i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+                        .context("--now is out of range")?
+                }
+                None => i64::try_from(
+                    time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000,
+                )
+                .context("the clock is out of range")?,
+            };
+            let (store, audit) = admin_store(Some(path), None).await?;
+            let r = crate::audit::retention::purge(
+                store.as_ref(),
+                &audit,
+                &config.retention,
+                now_ms,
+                &local_actor(),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+            writeln!(
+                std::io::stdout().lock(),
+                "purged {} statement(s) and {} audit record(s){}",
+                r.statements,
+                r.tombstones,
+                r.audit_through_seq
+                    .map(|s| format!(" (through seq {s})"))
+                    .unwrap_or_default()
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Webhooks(WebhooksCmd::Status { output, limit })) => {
+            init_logging(false);
+            let dir = data_dir_for(cli.config.as_deref(), cli.data_dir.as_deref())?;
+            let store = open_store(&dir).await?;
+            let (stats, dead) = store.outbox_status(limit).await?;
+            let mut out = std::io::stdout().lock();
+            match output {
+                Output::Json => {
+                    let v = json!({
+                        "webhooks": stats.iter().map(|s| json!({"webhook": s.webhook, "pending": s.pending, "delivered": s.delivered, "dead": s.dead})).collect::<Vec<_>>(),
+                        "dead_letters": dead.iter().map(|d| json!({"id": d.id, "webhook": d.webhook, "audit_seq": d.audit_seq, "attempts": d.attempts, "last_error": d.last_error})).collect::<Vec<_>>(),
+                    });
+                    writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                }
+                Output::Table => {
+                    writeln!(
+                        out,
+                        "{:<32} {:>8} {:>10} {:>6}",
+                        "WEBHOOK", "PENDING", "DELIVERED", "DEAD"
+                    )?;
+                    for s in &stats {
+                        writeln!(
+                            out,
+                            "{:<32} {:>8} {:>10} {:>6}",
+                            s.webhook, s.pending, s.delivered, s.dead
+                        )?;
+                    }
+                    if !dead.is_empty() {
+                        writeln!(
+                            out,
+                            "\nDEAD LETTERS\n{:<8} {:<32} {:>9} {:>8}  LAST ERROR",
+                            "ID", "WEBHOOK", "AUDIT SEQ", "ATTEMPTS"
+                        )?;
+                        for d in &dead {
+                            writeln!(
+                                out,
+                                "{:<8} {:<32} {:>9} {:>8}  {}",
+                                d.id,
+                                d.webhook,
+                                d.audit_seq,
+                                d.attempts,
+                                d.last_error.as_deref().unwrap_or("-")
+                            )?;
+                        }
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Audit(AuditCmd::Verify)) => {
             init_logging(false);
             let dir = data_dir_for(cli.config.as_deref(), cli.data_dir.as_deref())?;
             let store = open_store(&dir).await?;
-            match verify_store(store.as_ref()).await {
+            let key = crate::audit::keys::load_or_create(&dir)?.public();
+            match verify_store(store.as_ref(), Some(&key)).await {
                 Ok(r) => {
                     let mut out = std::io::stdout().lock();
                     writeln!(
                         out,
-                        "audit chain OK: {} records, head {}",
+                        "audit chain OK: {} records, {} signed checkpoints, head {}",
                         r.records,
+                        r.checkpoints,
                         r.head.as_deref().unwrap_or("-")
                     )?;
                     Ok(ExitCode::SUCCESS)
@@ -301,7 +462,16 @@ async fn admin_store(
 ) -> anyhow::Result<(std::sync::Arc<dyn Store>, AuditLog)> {
     let dir = data_dir_for(config, data_dir)?;
     let store = open_store(&dir).await?;
-    let audit = AuditLog::start(store.clone());
+    // Admin commands sign checkpoints with the gateway's key too, so their records are covered
+    // even when the gateway is not running.
+    let key = std::sync::Arc::new(crate::audit::keys::load_or_create(&dir)?);
+    let audit = AuditLog::start_with(
+        store.clone(),
+        crate::audit::WriterOptions {
+            key: Some(key),
+            ..Default::default()
+        },
+    );
     Ok((store, audit))
 }
 

@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+#[path = "config_evidence.rs"]
+mod evidence;
+pub use evidence::{AuditSinkConfig, RetentionConfig, WebhookConfig};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +32,15 @@ pub struct Config {
     /// Named masking rule sets, attached to connections by name.
     #[serde(default)]
     pub masking: Vec<crate::policy::masking::MaskingConfig>,
+    /// How long recordings and audit payloads are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    /// Audit events pushed to SIEMs.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// Audit sinks besides the store.
+    #[serde(default)]
+    pub audit: AuditSinkConfig,
     /// Session recording.
     #[serde(default)]
     pub recording: RecordingConfig,
@@ -467,12 +480,21 @@ impl Config {
                 abs(p);
             }
         }
+        for w in &mut self.webhooks {
+            if let Some(p) = w.secret.file.as_mut() {
+                abs(p);
+            }
+        }
+        if let Some(p) = self.audit.jsonl_file.as_mut() {
+            abs(p);
+        }
     }
 
     /// Checks what parsing cannot: duplicates, missing fields per kind, unreadable secrets.
     /// Returns every problem, each naming its key.
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        evidence::validate(&self.webhooks, &self.retention, &mut problems);
         let mut seen = std::collections::HashSet::new();
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             problems.push("`server.tls_cert` and `server.tls_key` go together".to_string());

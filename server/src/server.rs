@@ -93,7 +93,22 @@ impl Gateway {
         let public_url = config.public_url();
         let data_dir = config.server.data_dir.clone();
         let store = open_store(&data_dir).await?;
-        let audit = AuditLog::start(store.clone());
+        let audit_key = Arc::new(crate::audit::keys::load_or_create(&data_dir)?);
+        let audit = AuditLog::start_with(
+            store.clone(),
+            crate::audit::WriterOptions {
+                key: Some(audit_key.clone()),
+                routes: config
+                    .webhooks
+                    .iter()
+                    .map(|w| crate::audit::Route {
+                        webhook: w.name().to_string(),
+                        events: w.events.clone(),
+                    })
+                    .collect(),
+                file_sink: config.audit.jsonl_file.clone(),
+            },
+        );
         let host = url::Url::parse(&public_url)
             .ok()
             .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
@@ -146,6 +161,8 @@ impl Gateway {
             .await
             .context("the audit log cannot be written; refusing to start")?;
         let policies = crate::policy::compile_all(&config).map_err(anyhow::Error::msg)?;
+        crate::webhooks::start(store.clone(), &config.webhooks)?;
+        crate::audit::retention::start(store.clone(), audit.clone(), config.retention.clone());
         let recorder = crate::recording::Recorder::start_with(
             store.clone(),
             config.recording.on_failure == crate::config::OnRecordingFailure::Continue,
@@ -161,6 +178,7 @@ impl Gateway {
             recorder,
             policies: Arc::new(policies),
             reviews,
+            audit_key,
         };
         Ok(Gateway {
             state,

@@ -85,6 +85,15 @@ impl Gateway {
         Ok(())
     }
 
+    /// Crashes the process (`SIGKILL`, no chance to flush anything) and waits until it is gone.
+    pub async fn kill9(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.signal(Signal::KILL)?;
+            c.wait_exit(Duration::from_secs(10)).await?;
+        }
+        Ok(())
+    }
+
     /// Stops the process (SIGTERM) and returns its exit status.
     pub async fn stop(&mut self) -> Result<std::process::ExitStatus> {
         match self.child.take() {

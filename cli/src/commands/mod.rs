@@ -1,5 +1,6 @@
 //! One module per `hoop` command.
 
+pub mod audit;
 pub mod completion;
 pub mod connect;
 pub mod connections;

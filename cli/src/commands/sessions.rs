@@ -56,6 +56,9 @@ pub struct ListArgs {
     /// Only sessions started before: a time span ago or an RFC 3339 time.
     #[arg(long)]
     pub until: Option<String>,
+    /// Only sessions with a statement of this verdict: `block` (something was blocked) or `allow`.
+    #[arg(long, value_parser = ["block", "allow"])]
+    pub verdict: Option<String>,
     /// At most this many sessions, newest first.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
@@ -73,7 +76,7 @@ pub async fn run(ctx: &Ctx, args: SessionsArgs) -> CliResult<()> {
 }
 
 /// `1h` (that long ago) or an RFC 3339 time, as RFC 3339 for the API.
-fn parse_when(flag: &str, v: &str, now: OffsetDateTime) -> CliResult<String> {
+pub(crate) fn parse_when(flag: &str, v: &str, now: OffsetDateTime) -> CliResult<String> {
     let t = if let Ok(t) = OffsetDateTime::parse(v, &Rfc3339) {
         t
     } else if let Ok(d) = humantime::parse_duration(v) {
@@ -114,6 +117,9 @@ fn list_path(a: &ListArgs, now: OffsetDateTime) -> CliResult<String> {
     }
     if let Some(s) = &a.until {
         q.append_pair("until", &parse_when("until", s, now)?);
+    }
+    if let Some(v) = &a.verdict {
+        q.append_pair("verdict", v);
     }
     q.append_pair("limit", &a.limit.to_string());
     Ok(format!("/api/v1/sessions?{}", q.finish()))
@@ -446,6 +452,7 @@ mod tests {
             connection: None,
             since: Some("30m".into()),
             until: None,
+            verdict: None,
             limit: 50,
             output: OutputFormat::Table,
         };

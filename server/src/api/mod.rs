@@ -2,6 +2,7 @@
 //! built-in issuer's endpoints. Tunnels arrive on the same port and are dispatched before this
 //! router (see `server.rs`).
 
+mod audit;
 mod caller;
 mod issuer_routes;
 mod reviews;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub policies: Arc<std::collections::HashMap<String, Arc<crate::policy::Policy>>>,
     /// Just-in-time reviews: access grants and held statements.
     pub reviews: Arc<crate::reviews::Reviews>,
+    /// Signs audit checkpoints and exports.
+    pub audit_key: Arc<hoop_shared::audit::SecretKey>,
 }
 
 impl AppState {
@@ -110,7 +113,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/me", get(me))
         .route("/api/v1/connections", get(connections))
         .merge(reviews::router())
-        .merge(sessions::router());
+        .merge(sessions::router())
+        .merge(audit::router());
     if state.auth.builtin_issuer().is_some() {
         r = r.merge(issuer_routes::router());
     }

@@ -34,10 +34,12 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/sessions/{id}/statements", get(statements))
 }
 
-/// `?user=&connection=&since=&until=&limit=`; strings so a bad value gets our own error body.
+/// `?user=&connection=&since=&until=&verdict=&limit=`; strings so a bad value gets our own error
+/// body.
 #[derive(Debug, Default, Deserialize)]
 struct ListQuery {
     user: Option<String>,
+    verdict: Option<String>,
     connection: Option<String>,
     since: Option<String>,
     until: Option<String>,
@@ -82,6 +84,18 @@ fn parse_time(name: &str, v: Option<String>) -> Result<Option<i64>, ApiFailure> 
     i64::try_from(ms)
         .map(Some)
         .map_err(|_| bad_request(format!("{name} is out of range")))
+}
+
+/// `verdict=block` (sessions with a blocked statement) or `verdict=allow`.
+fn parse_verdict(v: Option<String>) -> Result<Option<String>, ApiFailure> {
+    match given(v).as_deref() {
+        None => Ok(None),
+        Some("block" | "blocked") => Ok(Some("block".into())),
+        Some("allow" | "allowed") => Ok(Some("allow".into())),
+        Some(other) => Err(bad_request(format!(
+            "verdict must be `block` or `allow`, got {other:?}"
+        ))),
+    }
 }
 
 fn parse_limit(v: Option<String>, default: u32, max: u32) -> Result<u32, ApiFailure> {
@@ -184,6 +198,7 @@ async fn list_sessions(
         connection: given(q.connection),
         since_ms: parse_time("since", q.since)?,
         until_ms: parse_time("until", q.until)?,
+        verdict: parse_verdict(q.verdict)?,
         limit: parse_limit(q.limit, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)?,
     };
     let rows = store

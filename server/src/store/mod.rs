@@ -4,7 +4,7 @@
 mod sqlite;
 
 use async_trait::async_trait;
-use hoop_shared::audit::StoredRecord;
+use hoop_shared::audit::{Checkpoint, StoredRecord};
 
 use crate::policy::MaskCounts;
 use crate::reviews::{Decision, Review, ReviewId, ReviewKind, ReviewState};
@@ -26,6 +26,41 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// This store does not implement the operation (test doubles).
+    #[error("the store does not support {0}")]
+    Unsupported(&'static str),
+}
+
+/// One webhook delivery waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// Row id.
+    pub id: i64,
+    /// The webhook's name.
+    pub webhook: String,
+    /// The audit record it carries.
+    pub audit_seq: i64,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Unix milliseconds of the next attempt.
+    pub next_at_ms: i64,
+}
+
+/// Outbox counts of one webhook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// The webhook's name.
+    pub webhook: String,
+    /// Waiting to be sent (or retried).
+    pub pending: u64,
+    /// Sent and acknowledged.
+    pub delivered: u64,
+    /// Given up on after the last attempt.
+    pub dead: u64,
 }
 
 /// A local user of the built-in issuer.
@@ -183,6 +218,8 @@ pub struct SessionFilter {
     pub since_ms: Option<i64>,
     /// Started before (unix milliseconds).
     pub until_ms: Option<i64>,
+    /// Only sessions with at least one statement of this verdict (`allow`, `block`).
+    pub verdict: Option<String>,
     /// At most this many, newest first.
     pub limit: u32,
 }
@@ -352,4 +389,93 @@ pub trait Store: Send + Sync + 'static {
     /// Reviews due to expire at `now`: pending past `expires_at`, and approved access windows
     /// past `window_ends_at`.
     async fn reviews_due(&self, now: i64) -> Result<Vec<Review>, StoreError>;
+
+    // Evidence for auditors (issue 7). Default bodies exist so test doubles need not implement
+    // them; the SQLite store implements every one.
+
+    /// Like [`Store::audit_append`], and in the same transaction queues webhook deliveries:
+    /// `routes` pairs an index into `events` with a webhook name.
+    async fn audit_append_routed(
+        &self,
+        events: &[Vec<u8>],
+        routes: &[(usize, String)],
+    ) -> Result<i64, StoreError> {
+        if routes.is_empty() {
+            self.audit_append(events).await
+        } else {
+            Err(StoreError::Unsupported("webhook outboxes"))
+        }
+    }
+    /// The chain head (seq, hash), if any record exists.
+    async fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        Err(StoreError::Unsupported("audit checkpoints"))
+    }
+    /// Stores a signed checkpoint (`at_ms` is its time in unix milliseconds); one per seq.
+    async fn audit_checkpoint_put(&self, _c: &Checkpoint, _at_ms: i64) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported("audit checkpoints"))
+    }
+    /// Checkpoints with `after < seq <= through`, in order.
+    async fn audit_checkpoints(
+        &self,
+        _after: i64,
+        _through: i64,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
+        Err(StoreError::Unsupported("audit checkpoints"))
+    }
+    /// The newest checkpoint signed before `at_ms` (all when `None`).
+    async fn audit_checkpoint_before(
+        &self,
+        _at_ms: Option<i64>,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        Err(StoreError::Unsupported("audit checkpoints"))
+    }
+    /// Turns records with `seq <= through` into tombstones (bytes removed, hashes kept); returns
+    /// how many changed.
+    async fn audit_tombstone(&self, _through: i64) -> Result<u64, StoreError> {
+        Err(StoreError::Unsupported("retention"))
+    }
+    /// Deletes the statement logs of sessions that ended before `ended_before_ms`; returns the
+    /// statements deleted.
+    async fn recordings_purge(&self, _ended_before_ms: i64) -> Result<u64, StoreError> {
+        Err(StoreError::Unsupported("retention"))
+    }
+    /// Pending deliveries of `webhook` due at `now_ms`, oldest first.
+    async fn outbox_due(
+        &self,
+        _webhook: &str,
+        _now_ms: i64,
+        _limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        Err(StoreError::Unsupported("webhook outboxes"))
+    }
+    /// Marks a delivery done.
+    async fn outbox_delivered(&self, _id: i64, _now_ms: i64) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported("webhook outboxes"))
+    }
+    /// Records a failed attempt: retried at `next_at_ms`, or `dead` when `dead`.
+    async fn outbox_failed(
+        &self,
+        _id: i64,
+        _error: &str,
+        _next_at_ms: i64,
+        _dead: bool,
+        _now_ms: i64,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported("webhook outboxes"))
+    }
+    /// Counts per webhook, and the dead letters (newest first, at most `limit`).
+    async fn outbox_status(
+        &self,
+        _limit: u32,
+    ) -> Result<(Vec<OutboxStats>, Vec<OutboxItem>), StoreError> {
+        Err(StoreError::Unsupported("webhook outboxes"))
+    }
+    /// One audit record by seq.
+    async fn audit_get(&self, seq: i64) -> Result<Option<StoredRecord>, StoreError> {
+        Ok(self
+            .audit_range(seq - 1, 1)
+            .await?
+            .into_iter()
+            .find(|r| r.seq == seq))
+    }
 }

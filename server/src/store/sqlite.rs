@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hoop_shared::audit::{GENESIS, StoredRecord, chain_hash};
+use hoop_shared::audit::{Checkpoint, GENESIS, StoredRecord, chain_hash};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -14,9 +14,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    ApiKeyRecord, DecideOutcome, NewReview, RecordingBatch, RefreshRecord, ReviewQuery,
-    SessionFilter, SessionRow, SessionStart, SessionSummary, StatementRecord, Store, StoreError,
-    UserRecord,
+    ApiKeyRecord, DecideOutcome, NewReview, OutboxItem, OutboxStats, RecordingBatch, RefreshRecord,
+    ReviewQuery, SessionFilter, SessionRow, SessionStart, SessionSummary, StatementRecord, Store,
+    StoreError, UserRecord,
 };
 use crate::policy::MaskCounts;
 use crate::reviews::{Decision, Review, ReviewId, ReviewKind, ReviewState};
@@ -90,8 +90,36 @@ fn record_from_row(r: &SqliteRow) -> Result<StoredRecord, StoreError> {
         bytes: r.try_get("bytes")?,
         prev_hash: hash32(r.try_get("prev_hash")?, "prev_hash")?,
         hash: hash32(r.try_get("hash")?, "hash")?,
+        purged: r.try_get::<i64, _>("purged")? != 0,
     })
 }
+
+fn checkpoint_from_row(r: &SqliteRow) -> Result<Checkpoint, StoreError> {
+    let sig: Vec<u8> = r.try_get("signature")?;
+    Ok(Checkpoint {
+        seq: r.try_get("seq")?,
+        hash: hash32(r.try_get("hash")?, "hash")?,
+        time: r.try_get("time")?,
+        signature: sig
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("checkpoint signature is not 64 bytes".into()))?,
+    })
+}
+
+fn outbox_from_row(r: &SqliteRow) -> Result<OutboxItem, StoreError> {
+    Ok(OutboxItem {
+        id: r.try_get("id")?,
+        webhook: r.try_get("webhook")?,
+        audit_seq: r.try_get("audit_seq")?,
+        attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        state: r.try_get("state")?,
+        last_error: r.try_get("last_error")?,
+        next_at_ms: r.try_get("next_at_ms")?,
+    })
+}
+
+const CHECKPOINT_COLUMNS: &str = "seq, hash, time, signature";
+const OUTBOX_COLUMNS: &str = "id, webhook, audit_seq, attempts, state, last_error, next_at_ms";
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
@@ -604,6 +632,14 @@ impl Store for SqliteStore {
     }
 
     async fn audit_append(&self, events: &[Vec<u8>]) -> Result<i64, StoreError> {
+        self.audit_append_routed(events, &[]).await
+    }
+
+    async fn audit_append_routed(
+        &self,
+        events: &[Vec<u8>],
+        routes: &[(usize, String)],
+    ) -> Result<i64, StoreError> {
         // BEGIN IMMEDIATE takes the write lock before reading the head, so two writers (another
         // process running `hoopd users add`, say) cannot fork the chain.
         let mut conn = self.pool.acquire().await?;
@@ -634,6 +670,22 @@ impl Store for SqliteStore {
                 .await?;
                 prev = hash;
             }
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            let now = i64::try_from(now).unwrap_or(i64::MAX);
+            for (i, webhook) in routes {
+                let seq = first + i64::try_from(*i).unwrap_or(i64::MAX);
+                sqlx::query(
+                    "INSERT INTO webhook_outbox (webhook, audit_seq, next_at_ms, created_at_ms, updated_at_ms) \
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(webhook)
+                .bind(seq)
+                .bind(now)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
             Ok::<_, StoreError>(first)
         }
         .await;
@@ -651,7 +703,7 @@ impl Store for SqliteStore {
 
     async fn audit_range(&self, after: i64, limit: i64) -> Result<Vec<StoredRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, bytes, prev_hash, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, bytes, prev_hash, hash, purged FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
         )
         .bind(after)
         .bind(limit)
@@ -735,6 +787,11 @@ impl Store for SqliteStore {
         }
         if let Some(t) = f.until_ms {
             q.push(" AND s.started_at_ms < ").push_bind(t);
+        }
+        if let Some(v) = &f.verdict {
+            q.push(" AND EXISTS (SELECT 1 FROM statements t WHERE t.session_id = s.id AND t.verdict = ")
+                .push_bind(v.clone())
+                .push(")");
         }
         q.push(" ORDER BY s.started_at_ms DESC, s.id DESC LIMIT ")
             .push_bind(i64::from(f.limit));
@@ -886,6 +943,167 @@ impl Store for SqliteStore {
         .await?;
         // The sweep only needs ids, kinds and connections: decisions are not loaded.
         rows.iter().map(review_from_row).collect()
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("seq")?, hash32(r.try_get("hash")?, "hash")?)))
+            .transpose()
+    }
+
+    async fn audit_checkpoint_put(&self, c: &Checkpoint, at_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, time, at_ms, signature) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(c.seq)
+        .bind(c.hash.as_slice())
+        .bind(&c.time)
+        .bind(at_ms)
+        .bind(c.signature.as_slice())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        after: i64,
+        through: i64,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq > ? AND seq <= ? ORDER BY seq"
+        )))
+        .bind(after)
+        .bind(through)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+
+    async fn audit_checkpoint_before(
+        &self,
+        at_ms: Option<i64>,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE at_ms < ? ORDER BY seq DESC LIMIT 1"
+        )))
+        .bind(at_ms.unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+
+    async fn audit_tombstone(&self, through: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "UPDATE audit_log SET bytes = X'', purged = 1 WHERE seq <= ? AND purged = 0",
+        )
+        .bind(through)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn recordings_purge(&self, ended_before_ms: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM statements WHERE session_id IN \
+             (SELECT id FROM sessions WHERE ended_at_ms IS NOT NULL AND ended_at_ms < ?)",
+        )
+        .bind(ended_before_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn outbox_due(
+        &self,
+        webhook: &str,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTBOX_COLUMNS} FROM webhook_outbox \
+             WHERE state = 'pending' AND webhook = ? AND next_at_ms <= ? ORDER BY id LIMIT ?"
+        )))
+        .bind(webhook)
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    async fn outbox_delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE webhook_outbox SET state = 'delivered', attempts = attempts + 1, \
+             last_error = NULL, updated_at_ms = ? WHERE id = ?",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        error: &str,
+        next_at_ms: i64,
+        dead: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE webhook_outbox SET attempts = attempts + 1, last_error = ?, next_at_ms = ?, \
+             state = ?, updated_at_ms = ? WHERE id = ?",
+        )
+        .bind(error)
+        .bind(next_at_ms)
+        .bind(if dead { "dead" } else { "pending" })
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn outbox_status(
+        &self,
+        limit: u32,
+    ) -> Result<(Vec<OutboxStats>, Vec<OutboxItem>), StoreError> {
+        let rows = sqlx::query(
+            "SELECT webhook, \
+             SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS pending, \
+             SUM(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END) AS delivered, \
+             SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead \
+             FROM webhook_outbox GROUP BY webhook ORDER BY webhook",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let stats = rows
+            .iter()
+            .map(|r| {
+                Ok(OutboxStats {
+                    webhook: r.try_get("webhook")?,
+                    pending: from_db(r.try_get("pending")?, "pending")?,
+                    delivered: from_db(r.try_get("delivered")?, "delivered")?,
+                    dead: from_db(r.try_get("dead")?, "dead")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let dead = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTBOX_COLUMNS} FROM webhook_outbox WHERE state = 'dead' ORDER BY id DESC LIMIT ?"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let dead = dead
+            .iter()
+            .map(outbox_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((stats, dead))
     }
 }
 
