@@ -54,6 +54,8 @@ pub enum Command {
     },
     /// Open a local port that tunnels to a connection through the gateway.
     Connect(commands::connect::ConnectArgs),
+    /// Run a statement on a connection without a tunnel (CI, scripts, agents); never prompts.
+    Exec(commands::exec::ExecArgs),
     /// List recorded sessions (`show <id>` for one session's statement log).
     Sessions(commands::sessions::SessionsArgs),
     /// List reviews: yours, those you may approve, or all (`show <id>` for one).
@@ -140,7 +142,10 @@ pub fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "hoop: {}", e.message);
+            // An empty message was already reported (`hoop exec -o json` writes a JSON object).
+            if !e.message.is_empty() {
+                let _ = writeln!(std::io::stderr(), "hoop: {}", e.message);
+            }
             ExitCode::from(e.exit.code())
         }
     }
@@ -166,6 +171,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Whoami { output } => commands::whoami::run(&ctx, output).await,
         Command::Connections { output } => commands::connections::run(&ctx, output).await,
         Command::Connect(args) => commands::connect::run(&ctx, args).await,
+        Command::Exec(args) => commands::exec::run(&ctx, args).await,
         Command::Sessions(args) => commands::sessions::run(&ctx, args).await,
         Command::Reviews(args) => commands::reviews::run(&ctx, args).await,
         Command::Approve(args) => commands::reviews::approve(&ctx, args).await,

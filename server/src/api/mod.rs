@@ -3,6 +3,7 @@
 //! router (see `server.rs`).
 
 mod caller;
+pub mod exec;
 mod issuer_routes;
 mod reviews;
 mod sessions;
@@ -110,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/me", get(me))
         .route("/api/v1/connections", get(connections))
         .merge(reviews::router())
+        .merge(exec::router())
         .merge(sessions::router());
     if state.auth.builtin_issuer().is_some() {
         r = r.merge(issuer_routes::router());

@@ -4,6 +4,7 @@
 //! pipeline (see `relay.rs`).
 
 pub mod codec;
+pub mod exec;
 mod relay;
 pub mod upstream;
 
