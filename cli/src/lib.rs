@@ -89,10 +89,17 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The gateway to talk to, with its remembered trust.
+    /// The gateway to talk to, with its trust: `HOOP_CA_FILE` or `HOOP_FINGERPRINT` (machines
+    /// without a settings file), else what the settings file remembers.
     pub fn gateway(&self) -> CliResult<Gateway> {
         let url = gateway_url(self.gateway.as_deref(), &self.settings)?;
-        let trust = trust_for(&url, &self.settings, None, None)?;
+        let ca = std::env::var_os("HOOP_CA_FILE")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from);
+        let fingerprint = std::env::var("HOOP_FINGERPRINT")
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        let trust = trust_for(&url, &self.settings, ca.as_deref(), fingerprint.as_deref())?;
         Gateway::new(url, trust)
     }
 }

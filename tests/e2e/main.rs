@@ -9,6 +9,7 @@
 )]
 
 mod demo;
+mod exec;
 mod harness;
 mod identity;
 mod policy;
