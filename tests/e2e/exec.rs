@@ -25,6 +25,12 @@ struct Env {
 }
 
 async fn setup() -> Env {
+    setup_with(false).await
+}
+
+/// `workload`: the gateway is its own issuer (local users) and trusts the OIDC provider only
+/// for machines, through `[[auth.workload]]`; otherwise the provider is `[auth].issuer`.
+async fn setup_with(workload: bool) -> Env {
     let pg = Postgres::start().await.unwrap();
     pg.create_role("app", PW, PasswordKind::Scram)
         .await
@@ -50,9 +56,21 @@ async fn setup() -> Env {
             dir.path().join("pw").display()
         )
     };
+    let auth = if workload {
+        format!(
+            "[auth]\nadmins = [\"admin\"]\n\n[[auth.workload]]\nname = \"ci\"\nissuer = \"{}\"\naudience = \"{}\"\nrules = [{{ claim = \"client_id\", value = \"hoop-ci\", groups = [\"deploy\"] }}]\n",
+            idp.issuer,
+            idp.audience()
+        )
+    } else {
+        format!(
+            "[auth]\nissuer = \"{}\"\nadmins = [\"admin\"]\n",
+            idp.issuer
+        )
+    };
     let gw = Gateway::start(&format!(
-        "[auth]\nissuer = \"{}\"\nadmins = [\"admin\"]\n\n{}{}{}{}",
-        idp.issuer,
+        "{}\n{}{}{}{}",
+        auth,
         conn(
             "shop",
             "[\"engineering\", \"deploy\"]",
@@ -558,4 +576,45 @@ async fn exec_streams_a_million_rows() {
         }
     }
     assert_eq!(n, 1_000_000);
+}
+
+#[tokio::test]
+async fn exec_with_a_workload_token_and_no_stored_secret() {
+    // The gateway is its own issuer; the OIDC provider is trusted for machines only.
+    let env = setup_with(true).await;
+    let token = env
+        .idp
+        .client_credentials_token("hoop-ci", "ci-secret")
+        .await
+        .unwrap();
+    let out = env.hoop_with(&token, &["whoami", "-o", "json"], None);
+    assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), env.gw.logs());
+    let me: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(me["subject"], "workload:ci:hoop-ci");
+    assert_eq!(me["method"], "workload");
+    assert_eq!(me["groups"], serde_json::json!(["deploy"]));
+    let out = env.hoop_with(
+        &token,
+        &[
+            "exec",
+            "shop",
+            "-o",
+            "json",
+            "select email from customers where id = 1",
+        ],
+        None,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        result_sets(&out)[0].rows,
+        vec![vec![Some("***@example.com".into())]]
+    );
+    // A token of the same issuer that matches no rule (a user's) is refused: 81.
+    let out = env.as_user("alice", &["exec", "shop", "select 1"]);
+    assert_eq!(code(&out), 81, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("matches none of its rules"),
+        "{}",
+        stderr(&out)
+    );
 }
