@@ -68,8 +68,9 @@ async fn setup_with(workload: bool) -> Env {
             idp.issuer
         )
     };
+    let ssh = "[[connections]]\nname = \"web\"\ntype = \"ssh\"\naddress = \"127.0.0.1:1\"\nuser = \"deploy\"\nallow = [\"deploy\"]\n";
     let gw = Gateway::start(&format!(
-        "{}\n{}{}{}{}",
+        "{}\n{ssh}\n{}{}{}{}",
         auth,
         conn(
             "shop",
@@ -335,6 +336,15 @@ async fn exec_exit_codes() {
         stdout(&out).trim().parse::<i64>().is_ok(),
         "{}",
         stdout(&out)
+    );
+
+    // 80 as well: exec on a kind without an exec adapter (yet) says so.
+    let out = env.ci(&["web", "uptime"]);
+    assert_eq!(code(&out), 80, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exec is not supported for ssh connections yet"),
+        "{}",
+        stderr(&out)
     );
 
     // 81: a refused token.

@@ -146,10 +146,10 @@ async fn exec(
     };
     let (tx, mut rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     tokio::spawn(async move {
-        let mut sink = ExecSink::new(tx);
+        let sink = ExecSink::new(tx);
         // Other kinds were refused above; a new kind adds its adapter's `exec::run` here.
         if ctx.connection.kind == ConnectionKind::Postgres {
-            crate::proxy::postgres::exec::run(ctx, req, &mut sink).await
+            crate::proxy::postgres::exec::run(ctx, req, sink).await
         }
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));

@@ -74,16 +74,19 @@ async fn cancel(key: (i32, i32)) {
 }
 
 /// Runs `req` on the connection in `ctx` (whose `secret` is fresh) and streams the events.
-pub async fn run(ctx: TunnelContext, req: ExecRequest, sink: &mut ExecSink) {
+pub async fn run(ctx: TunnelContext, req: ExecRequest, mut sink: ExecSink) {
     let secret = ctx.secret.clone();
     let (mut frontend, backend) = tokio::io::duplex(PIPE);
     let adapter = tokio::spawn(super::serve(backend, ctx));
-    let outcome = drive(&mut frontend, &secret, &req, sink).await;
+    let outcome = drive(&mut frontend, &secret, &req, &mut sink).await;
     let ok = matches!(outcome, Ok(true));
     if outcome.is_ok() {
         let _ = sink.send(&ExecEvent::Done { ok }).await;
         let _ = sink.flush().await;
     }
+    // The HTTP answer ends here, even if the adapter still winds down (a held statement after
+    // a timeout waits for its review to end).
+    drop(sink);
     // Terminate (or just close) and let the adapter record the session's end.
     let mut out = BytesMut::new();
     codec::put_message(&mut out, b'X', &[]);
