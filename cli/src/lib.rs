@@ -106,7 +106,10 @@ impl Ctx {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOOP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // The platform verifier logs every refused certificate; hoop's own error says it once.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,rustls_platform_verifier=off")
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

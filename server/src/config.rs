@@ -659,6 +659,37 @@ mod tests {
     }
 
     #[test]
+    fn workload_issuers_are_checked() {
+        let ok = Config::parse(
+            "[[auth.workload]]\nname='gh'\nissuer='https://ci.example.com'\naudience='hoop'\nrules=[{value='repo:acme/*', groups=['ci']}]\n",
+        )
+        .unwrap();
+        assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+        assert_eq!(ok.auth.workload[0].rules[0].claim, "sub");
+        let bad = Config::parse(
+            "[auth]\nissuer='https://idp.example.com'\n[[auth.workload]]\nname='gh'\nissuer='https://idp.example.com'\naudience=''\nrules=[{value='*', groups=[]}]\n[[auth.workload]]\nname='gh'\nissuer='nope'\naudience='a'\nrules=[]\n",
+        )
+        .unwrap();
+        let p = bad.validate().join("\n");
+        for needle in [
+            "is `auth.issuer` too",
+            "`audience` is required",
+            "a bare `*`",
+            "`groups` is empty",
+            "unique",
+            "is not a URL",
+            "at least one `rules` entry",
+        ] {
+            assert!(p.contains(needle), "{needle}: {p}");
+        }
+        let err = Config::parse(
+            "[[auth.workload]]\nname='gh'\nissuer='https://x'\naudience='a'\nrules=[{value='v', groups=['g'], grups=[]}]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("grups"), "{err}");
+    }
+
+    #[test]
     fn starter_config_parses_and_validates() {
         let c = Config::parse(STARTER).unwrap();
         assert!(c.validate().is_empty(), "{:?}", c.validate());
