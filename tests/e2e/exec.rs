@@ -68,7 +68,7 @@ async fn setup_with(workload: bool) -> Env {
             idp.issuer
         )
     };
-    let ssh = "[[connections]]\nname = \"web\"\ntype = \"ssh\"\naddress = \"127.0.0.1:1\"\nuser = \"deploy\"\nallow = [\"deploy\"]\n";
+    let ssh = "[[connections]]\nname = \"web\"\ntype = \"ssh\"\naddress = \"127.0.0.1:1\"\nuser = \"deploy\"\nallow = [\"deploy\"]\n\n[[connections]]\nname = \"down\"\ntype = \"postgres\"\naddress = \"127.0.0.1:1\"\ndatabase = \"shop\"\nuser = \"app\"\nallow = [\"deploy\"]\n";
     let gw = Gateway::start(&format!(
         "{}\n{ssh}\n{}{}{}{}",
         auth,
@@ -387,7 +387,13 @@ async fn exec_exit_codes() {
     // The session goes on working afterwards (the cancel hit only that statement).
     let out = env.ci(&["plain", "select 1"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    // 0 with a client-credentials token from the real OIDC provider (workload identity).
+    // 90: the gateway cannot reach the target (the session never starts).
+    let out = env.ci(&["down", "-o", "json", "select 1"]);
+    assert_eq!(code(&out), 90, "{}", stderr(&out));
+    let err = json_error(&out);
+    assert_eq!(err["error"], "internal");
+    assert_eq!(err["sqlstate"], "08006");
+    // 0 with a client-credentials token from the real OIDC provider (external issuer).
     let token = env
         .idp
         .client_credentials_token("hoop-ci", "ci-secret")
