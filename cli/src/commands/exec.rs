@@ -203,6 +203,7 @@ async fn exec(
     )?;
     let gw = Gateway::new(url, trust)?;
     let bearer = bearer(ctx, args, &gw).await?;
+    let machine = args.token_file.is_some() || ctx.token.is_some();
     let review = match (args.review, args.no_wait, args.wait) {
         (Some(id), _, _) => ExecReviewMode::Approved { review: id },
         (None, true, _) => ExecReviewMode::Wait { secs: 0 },
@@ -240,10 +241,10 @@ async fn exec(
             .await?;
             match post(&gw, &bearer, &path, &req).await? {
                 Ok(r) => r,
-                Err((status, err)) => return Err(api_error(status, err, ctx.token.is_some())),
+                Err((status, err)) => return Err(api_error(status, err, machine)),
             }
         }
-        Err((status, err)) => return Err(api_error(status, err, ctx.token.is_some())),
+        Err((status, err)) => return Err(api_error(status, err, machine)),
     };
     let content_type = resp
         .headers()
@@ -413,13 +414,13 @@ async fn post(
     Ok(Err((status.as_u16(), err)))
 }
 
-fn api_error(status: u16, err: ApiError, env_token: bool) -> CliError {
+fn api_error(status: u16, err: ApiError, machine: bool) -> CliError {
     let message = err.message;
     match status {
         400 | 501 => CliError::new(Exit::Usage, message),
-        401 if env_token => CliError::new(
+        401 if machine => CliError::new(
             Exit::NotAuthenticated,
-            format!("{message} (the token in HOOP_TOKEN was refused)"),
+            format!("{message} (the token from HOOP_TOKEN or --token-file was refused)"),
         ),
         401 => CliError::new(
             Exit::NotAuthenticated,
