@@ -33,6 +33,7 @@ complete -c hoop -n "__fish_hoop_needs_command" -f -a "whoami" -d 'Show who the 
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "connections" -d 'List the connections you may use'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "ls" -d 'List the connections you may use'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "connect" -d 'Open a local port that tunnels to a connection through the gateway'
+complete -c hoop -n "__fish_hoop_needs_command" -f -a "exec" -d 'Run a statement on a connection without a tunnel (CI, scripts, agents); never prompts'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "sessions" -d 'List recorded sessions (`show <id>` for one session\'s statement log)'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "reviews" -d 'List reviews: yours, those you may approve, or all (`show <id>` for one)'
 complete -c hoop -n "__fish_hoop_needs_command" -f -a "approve" -d 'Approve a review (without an id, on a terminal: pick one)'
@@ -70,6 +71,23 @@ complete -c hoop -n "__fish_hoop_using_subcommand connect" -l wait -d 'Wait at m
 complete -c hoop -n "__fish_hoop_using_subcommand connect" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand connect" -l no-wait -d 'File the request, print its id and exit with the "pending" code'
 complete -c hoop -n "__fish_hoop_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -s f -l file -d 'Read the input from FILE (`-` for stdin)' -r -F
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+csv\t'RFC 4180 CSV with a header line per result set'
+tsv\t'Tab-separated, with a header line per result set'
+json\t'One JSON object per result set and line: `{columns, rows, command}` (`--stream`: the gateway\'s NDJSON events, one row per line)'"
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -l timeout -d 'Cancel the statement after this long, like `30s` (exit 89)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -l reason -d 'Why you need access (connections that need an approved access review)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -l duration -d 'How long the access window should last (connections with access reviews)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -l wait -d 'Wait at most this long for a review\'s approval (exit 89 if it is still pending)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -l review -d 'Run the statement of this approved review (it must be exactly the approved text)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -l token-file -d 'Read the token (API key or workload token) from FILE instead of `HOOP_TOKEN`' -r -F
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -l fingerprint -d 'Trust the gateway\'s certificate by this fingerprint (`SHA256:…`)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -l ca-file -d 'Trust the gateway\'s certificate through this CA bundle (PEM)' -r -F
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -l stream -d 'With `-o json`: print the gateway\'s events as NDJSON, one row per line'
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -l no-wait -d 'Do not wait for reviews: print the review id and exit 88 (pending)'
+complete -c hoop -n "__fish_hoop_using_subcommand exec" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l user -d 'Only this user\'s sessions (subject or name)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l connection -d 'Only sessions on this connection' -r
 complete -c hoop -n "__fish_hoop_using_subcommand sessions; and not __fish_seen_subcommand_from show help" -l since -d 'Only sessions started since: a time span ago (`1h`, `7d`) or an RFC 3339 time' -r
@@ -140,20 +158,21 @@ complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcomm
 complete -c hoop -n "__fish_hoop_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c hoop -n "__fish_hoop_using_subcommand completion" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand completion" -s h -l help -d 'Print help'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "login" -d 'Log in to a gateway (OIDC device flow) and cache the tokens'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "logout" -d 'Forget the cached tokens for the gateway'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "whoami" -d 'Show who the gateway thinks you are'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "connections" -d 'List the connections you may use'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "connect" -d 'Open a local port that tunnels to a connection through the gateway'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "sessions" -d 'List recorded sessions (`show <id>` for one session\'s statement log)'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "reviews" -d 'List reviews: yours, those you may approve, or all (`show <id>` for one)'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "approve" -d 'Approve a review (without an id, on a terminal: pick one)'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "reject" -d 'Reject a review, saying why'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "revoke" -d 'End an approved access grant early; live sessions under it are closed'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "withdraw" -d 'Withdraw a pending request of your own'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "audit" -d 'The signed audit log: export it, verify an export offline, fetch the public key'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "completion" -d 'Print a shell completion script'
-complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect sessions reviews approve reject revoke withdraw audit completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "login" -d 'Log in to a gateway (OIDC device flow) and cache the tokens'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "logout" -d 'Forget the cached tokens for the gateway'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "whoami" -d 'Show who the gateway thinks you are'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "connections" -d 'List the connections you may use'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "connect" -d 'Open a local port that tunnels to a connection through the gateway'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "exec" -d 'Run a statement on a connection without a tunnel (CI, scripts, agents); never prompts'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "sessions" -d 'List recorded sessions (`show <id>` for one session\'s statement log)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "reviews" -d 'List reviews: yours, those you may approve, or all (`show <id>` for one)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "approve" -d 'Approve a review (without an id, on a terminal: pick one)'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "reject" -d 'Reject a review, saying why'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "revoke" -d 'End an approved access grant early; live sessions under it are closed'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "withdraw" -d 'Withdraw a pending request of your own'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "audit" -d 'The signed audit log: export it, verify an export offline, fetch the public key'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "completion" -d 'Print a shell completion script'
+complete -c hoop -n "__fish_hoop_using_subcommand help; and not __fish_seen_subcommand_from login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c hoop -n "__fish_hoop_using_subcommand help; and __fish_seen_subcommand_from sessions" -f -a "show" -d 'Show one session and its statement log'
 complete -c hoop -n "__fish_hoop_using_subcommand help; and __fish_seen_subcommand_from reviews" -f -a "show" -d 'Show one review: who asked, why, the statement, the approvals'
 complete -c hoop -n "__fish_hoop_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "export" -d 'Stream the audit log (records, signed checkpoints, a signed end line) as JSON lines to stdout: `hoop audit export > audit.jsonl`'

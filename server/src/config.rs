@@ -166,6 +166,44 @@ pub struct AuthConfig {
     /// How often the CLI may poll the built-in issuer during a device login.
     #[serde(default = "default_poll_interval", deserialize_with = "de_duration")]
     pub device_poll_interval: Duration,
+    /// External issuers trusted for machines (`[[auth.workload]]`): a CI provider's OIDC token
+    /// is accepted as is, so a job needs no stored secret.
+    #[serde(default)]
+    pub workload: Vec<WorkloadIssuer>,
+}
+
+/// `[[auth.workload]]`: an issuer whose tokens identify machines (a CI provider's OIDC tokens).
+/// Its tokens are verified like user tokens (discovery, JWKS, algorithm allow-list, `iss`,
+/// `aud`, `exp`, `nbf`); the groups come only from `rules`, never from the token's own claims.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadIssuer {
+    /// Short name; identities are `workload:<name>:<sub>`.
+    pub name: String,
+    /// The issuer URL (`iss`), exactly as in its tokens. Must differ from `[auth].issuer`.
+    pub issuer: String,
+    /// The audience its tokens must carry.
+    pub audience: String,
+    /// Claim → groups rules; a token matching none is refused.
+    pub rules: Vec<WorkloadRule>,
+}
+
+/// One `[[auth.workload.rules]]` entry: when `claim` (default `sub`) equals `value` — or starts
+/// with it, when `value` ends in `*` — the token's identity gets `groups`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadRule {
+    /// The claim compared (a string claim; dotted paths reach into objects).
+    #[serde(default = "default_workload_claim")]
+    pub claim: String,
+    /// The value it must have; a trailing `*` matches any suffix.
+    pub value: String,
+    /// Groups given to a matching token.
+    pub groups: Vec<String>,
+}
+
+fn default_workload_claim() -> String {
+    "sub".into()
 }
 
 impl Default for AuthConfig {
@@ -186,6 +224,7 @@ impl Default for AuthConfig {
             access_token_ttl: default_access_ttl(),
             refresh_token_ttl: default_refresh_ttl(),
             device_poll_interval: default_poll_interval(),
+            workload: Vec::new(),
         }
     }
 }
@@ -515,6 +554,39 @@ impl Config {
                 problems.push(format!("`auth.issuer` is not a URL: {iss:?}"));
             }
         }
+        let mut workload_names = std::collections::HashSet::new();
+        for (i, w) in self.auth.workload.iter().enumerate() {
+            let at = format!("`auth.workload[{i}]`");
+            if w.name.trim().is_empty() || !workload_names.insert(w.name.as_str()) {
+                problems.push(format!("{at}: `name` must be non-empty and unique"));
+            }
+            if url::Url::parse(&w.issuer).is_err() {
+                problems.push(format!("{at}: `issuer` is not a URL: {:?}", w.issuer));
+            }
+            if self.auth.issuer.as_deref() == Some(w.issuer.as_str()) {
+                problems.push(format!(
+                    "{at}: `issuer` is `auth.issuer` too; a workload issuer must be another issuer"
+                ));
+            }
+            if w.audience.trim().is_empty() {
+                problems.push(format!("{at}: `audience` is required"));
+            }
+            if w.rules.is_empty() {
+                problems.push(format!(
+                    "{at}: give at least one `rules` entry (claim, value, groups); without one no token is accepted"
+                ));
+            }
+            for (j, r) in w.rules.iter().enumerate() {
+                if r.value.is_empty() || r.value == "*" {
+                    problems.push(format!(
+                        "{at}.rules[{j}]: `value` must name a value (a bare `*` would accept every token of the issuer)"
+                    ));
+                }
+                if r.groups.is_empty() {
+                    problems.push(format!("{at}.rules[{j}]: `groups` is empty"));
+                }
+            }
+        }
         if let Some(algs) = &self.auth.algorithms {
             for (i, a) in algs.iter().enumerate() {
                 if crate::auth::parse_algorithm(a).is_none() {
@@ -631,6 +703,37 @@ mod tests {
         let err = Config::parse("[auth]\nisuer='x'\n").unwrap_err();
         assert!(err.contains("auth"), "{err}");
         assert!(err.contains("isuer"), "{err}");
+    }
+
+    #[test]
+    fn workload_issuers_are_checked() {
+        let ok = Config::parse(
+            "[[auth.workload]]\nname='gh'\nissuer='https://ci.example.com'\naudience='hoop'\nrules=[{value='repo:acme/*', groups=['ci']}]\n",
+        )
+        .unwrap();
+        assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+        assert_eq!(ok.auth.workload[0].rules[0].claim, "sub");
+        let bad = Config::parse(
+            "[auth]\nissuer='https://idp.example.com'\n[[auth.workload]]\nname='gh'\nissuer='https://idp.example.com'\naudience=''\nrules=[{value='*', groups=[]}]\n[[auth.workload]]\nname='gh'\nissuer='nope'\naudience='a'\nrules=[]\n",
+        )
+        .unwrap();
+        let p = bad.validate().join("\n");
+        for needle in [
+            "is `auth.issuer` too",
+            "`audience` is required",
+            "a bare `*`",
+            "`groups` is empty",
+            "unique",
+            "is not a URL",
+            "at least one `rules` entry",
+        ] {
+            assert!(p.contains(needle), "{needle}: {p}");
+        }
+        let err = Config::parse(
+            "[[auth.workload]]\nname='gh'\nissuer='https://x'\naudience='a'\nrules=[{value='v', groups=['g'], grups=[]}]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("grups"), "{err}");
     }
 
     #[test]

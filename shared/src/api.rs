@@ -31,6 +31,8 @@ pub enum AuthMethod {
     Builtin,
     /// A machine API key.
     ApiKey,
+    /// A machine's token from a trusted workload issuer (`[[auth.workload]]`).
+    Workload,
 }
 
 /// `GET /api/v1/me`: the caller as the gateway sees it.

@@ -10,6 +10,7 @@
 
 mod audit;
 mod demo;
+mod exec;
 mod harness;
 mod identity;
 mod policy;

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod completion;
 pub mod connect;
 pub mod connections;
+pub mod exec;
 pub mod login;
 pub mod logout;
 pub mod reviews;

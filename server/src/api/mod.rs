@@ -4,6 +4,7 @@
 
 mod audit;
 mod caller;
+pub mod exec;
 mod issuer_routes;
 mod reviews;
 mod sessions;
@@ -113,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/me", get(me))
         .route("/api/v1/connections", get(connections))
         .merge(reviews::router())
+        .merge(exec::router())
         .merge(sessions::router())
         .merge(audit::router());
     if state.auth.builtin_issuer().is_some() {

@@ -6,6 +6,7 @@ pub mod issuer;
 pub mod jwt;
 pub mod oidc;
 pub mod password;
+pub mod workload;
 
 use std::sync::Arc;
 
@@ -120,6 +121,28 @@ pub struct Authenticator {
     http: reqwest::Client,
     groups_claim: String,
     refetch: std::time::Duration,
+    /// `[[auth.workload]]`: issuers trusted for machines.
+    workload: Vec<workload::Workload>,
+}
+
+/// The trusted workload issuers of `cfg`, with the gateway's algorithm allow-list and leeway.
+fn workloads(cfg: &AuthConfig) -> Vec<workload::Workload> {
+    cfg.workload
+        .iter()
+        .map(|w| {
+            let policy = JwtPolicy {
+                issuer: w.issuer.clone(),
+                audiences: vec![w.audience.clone()],
+                algorithms: cfg
+                    .algorithms
+                    .as_ref()
+                    .map(|a| a.iter().filter_map(|n| parse_algorithm(n)).collect())
+                    .unwrap_or_else(default_algorithms),
+                leeway: cfg.leeway,
+            };
+            workload::Workload::new(w.clone(), policy)
+        })
+        .collect()
 }
 
 impl Authenticator {
@@ -152,6 +175,7 @@ impl Authenticator {
             http,
             groups_claim: cfg.groups_claim.clone(),
             refetch: cfg.jwks_refetch_interval,
+            workload: workloads(cfg),
         }
     }
 
@@ -175,6 +199,7 @@ impl Authenticator {
             http,
             groups_claim: cfg.groups_claim.clone(),
             refetch: cfg.jwks_refetch_interval,
+            workload: workloads(cfg),
         }
     }
 
@@ -198,6 +223,13 @@ impl Authenticator {
     pub async fn authenticate(&self, bearer: &str) -> Result<Identity, AuthFailure> {
         if bearer.starts_with(apikey::PREFIX) {
             return self.api_key(bearer).await;
+        }
+        // A workload issuer's token is checked only by that issuer's verifier.
+        if !self.workload.is_empty()
+            && let Some(iss) = workload::unverified_issuer(bearer)
+            && let Some(w) = self.workload.iter().find(|w| w.issuer() == iss)
+        {
+            return w.authenticate(bearer, &self.http, self.refetch).await;
         }
         match &self.mode {
             Mode::Builtin { verifier, .. } => {

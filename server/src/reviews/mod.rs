@@ -158,6 +158,9 @@ pub struct Review {
     pub statement: Option<String>,
     /// The session holding the statement (statement reviews).
     pub session_id: Option<String>,
+    /// Salted digest of the exact statement (see [`statement_digest`]); never shown.
+    #[serde(skip)]
+    pub statement_digest: Option<String>,
     /// Where it stands.
     pub state: ReviewState,
     /// Unix seconds.
@@ -264,6 +267,24 @@ pub struct Reviews {
     grants: Mutex<HashMap<ReviewId, CancellationToken>>,
     /// Serialises access requests so a double-clicked request files one review, not two.
     filing: tokio::sync::Mutex<()>,
+}
+
+/// `<salt hex>:<SHA-256(salt || statement) hex>`; a fresh random salt when `salt` is None.
+/// Salted so equal statements do not share a digest and a low-entropy statement (one that
+/// differs from the masked text only by a masked value) is not found in a precomputed table.
+pub fn statement_digest(statement: &str, salt: Option<&str>) -> String {
+    use sha2::Digest;
+    let salt = match salt {
+        Some(s) => s.to_string(),
+        None => {
+            let bytes: [u8; 16] = rand::random();
+            hex::encode(bytes)
+        }
+    };
+    let mut h = sha2::Sha256::new();
+    h.update(salt.as_bytes());
+    h.update(statement.as_bytes());
+    format!("{salt}:{}", hex::encode(h.finalize()))
 }
 
 /// Seconds since the epoch, `after` from now, rounded up: a deadline is never earlier than
@@ -381,6 +402,7 @@ impl Reviews {
             reason: Some(reason.to_string()),
             statement: None,
             session_id: None,
+            statement_digest: None,
             created_at: now,
             expires_at: deadline(rc.pending_expiry),
             duration_secs: Some(i64::try_from(secs).unwrap_or(i64::MAX)),
@@ -394,11 +416,15 @@ impl Reviews {
     /// Files a statement review: `statement` is already masked; `rule` is the class or
     /// guardrail rule that asked for review (kept as the review's reason). It expires after the
     /// connection's `statement_timeout`.
+    ///
+    /// `exact` is the statement as it will run: only its salted digest is stored, so that
+    /// [`Reviews::execute_approved`] can later check a statement is exactly the approved one.
     pub async fn request_statement(
         &self,
         conn: &ConnectionConfig,
         who: &Identity,
         statement: &str,
+        exact: &str,
         session_id: &str,
         rule: &str,
     ) -> Result<Review, ReviewError> {
@@ -416,6 +442,7 @@ impl Reviews {
             reason: Some(rule.to_string()),
             statement: Some(statement.to_string()),
             session_id: Some(session_id.to_string()),
+            statement_digest: Some(statement_digest(exact, None)),
             created_at: now(),
             expires_at: deadline(rc.statement_timeout),
             duration_secs: None,
@@ -666,6 +693,69 @@ impl Reviews {
             Some(&review.requester),
             &executed,
             json!({ "session": executed.session_id }),
+        )
+        .await
+    }
+
+    /// Runs an already approved statement review in a new session (`hoop exec --review <id>`):
+    /// it must be a statement review on `connection`, filed by `who`, approved, and for exactly
+    /// `exact` (compared by its salted digest). It moves to `executed` before the statement is
+    /// sent, so one approval runs one statement once, even when two callers race.
+    pub async fn execute_approved(
+        &self,
+        id: ReviewId,
+        who: &Identity,
+        connection: &str,
+        exact: &str,
+        session_id: &str,
+    ) -> Result<(), ReviewError> {
+        let review = self.get(id).await?;
+        // Someone else's review answers like a missing one: ids are no oracle.
+        if review.requester != who.subject {
+            return Err(ReviewError::NotFound(id));
+        }
+        if review.kind != ReviewKind::Statement {
+            return Err(ReviewError::Invalid(format!(
+                "review {id} is an access review, not a statement review"
+            )));
+        }
+        if review.connection != connection {
+            return Err(ReviewError::Invalid(format!(
+                "review {id} is for connection {:?}, not {connection:?}",
+                review.connection
+            )));
+        }
+        match review.state {
+            ReviewState::Approved => {}
+            ReviewState::Pending => {
+                return Err(ReviewError::Invalid(format!(
+                    "review {id} is still pending: it needs approval first (`hoop reviews show {id}`)"
+                )));
+            }
+            state => return Err(ReviewError::NotPending { id, state }),
+        }
+        let matches = review
+            .statement_digest
+            .as_deref()
+            .and_then(|d| d.split_once(':'))
+            .is_some_and(|(salt, _)| {
+                review.statement_digest.as_deref()
+                    == Some(statement_digest(exact, Some(salt)).as_str())
+            });
+        if !matches {
+            return Err(ReviewError::Invalid(format!(
+                "review {id} approved a different statement: run exactly the approved text"
+            )));
+        }
+        self.transition(&review, ReviewState::Approved, ReviewState::Executed)
+            .await?;
+        self.wake(id);
+        let executed = self.get(id).await?;
+        self.audit_event(
+            "review.executed",
+            Some(&who.subject),
+            &executed,
+            json!({ "session": session_id, "filed_in": review.session_id }),
         )
         .await
     }

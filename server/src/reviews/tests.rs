@@ -70,6 +70,7 @@ impl Env {
                 self.conn("shop"),
                 who,
                 "UPDATE t SET a = '***'",
+                "UPDATE t SET a = 'x'",
                 "sess-1",
                 "write",
             )
@@ -539,4 +540,69 @@ async fn listings_scope_by_requester_and_approver() {
         ..ReviewFilter::default()
     };
     assert_eq!(ids(e.reviews.list(&limited).await.unwrap()), [c.id]);
+}
+
+#[tokio::test]
+async fn an_approved_statement_runs_once_for_its_requester_and_exact_text() {
+    let e = env().await;
+    let r = e.statement(&alice()).await;
+    // Not approved yet.
+    let err = e
+        .reviews
+        .execute_approved(r.id, &alice(), "shop", "UPDATE t SET a = 'x'", "s2")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("still pending"), "{err}");
+    e.reviews.approve(r.id, &bob(), None).await.unwrap();
+    e.reviews.approve(r.id, &dave(), None).await.unwrap();
+    // Another statement, another connection, another person: refused, nothing consumed.
+    let err = e
+        .reviews
+        .execute_approved(r.id, &alice(), "shop", "UPDATE t SET a = 'y'", "s2")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("different statement"), "{err}");
+    let err = e
+        .reviews
+        .execute_approved(r.id, &alice(), "prod", "UPDATE t SET a = 'x'", "s2")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is for connection"), "{err}");
+    let err = e
+        .reviews
+        .execute_approved(r.id, &carol(), "shop", "UPDATE t SET a = 'x'", "s2")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ReviewError::NotFound(_)), "{err:?}");
+    e.reviews
+        .execute_approved(r.id, &alice(), "shop", "UPDATE t SET a = 'x'", "s2")
+        .await
+        .unwrap();
+    assert_eq!(
+        e.reviews.get(r.id).await.unwrap().state,
+        ReviewState::Executed
+    );
+    // Once only.
+    let err = e
+        .reviews
+        .execute_approved(r.id, &alice(), "shop", "UPDATE t SET a = 'x'", "s3")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReviewError::NotPending {
+                state: ReviewState::Executed,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // The digest is salted per review and never holds the text.
+    let d = e.reviews.get(r.id).await.unwrap().statement_digest.unwrap();
+    assert!(!d.contains("UPDATE"), "{d}");
+    assert_ne!(
+        crate::reviews::statement_digest("x", None),
+        crate::reviews::statement_digest("x", None)
+    );
 }

@@ -253,6 +253,9 @@ pub struct NewReview {
     pub statement: Option<String>,
     /// The session holding the statement.
     pub session_id: Option<String>,
+    /// Salted digest of the exact statement text (`reviews::statement_digest`), so an approved
+    /// review can later be matched to exactly that statement (`hoop exec --review`).
+    pub statement_digest: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
     /// A pending review expires at this time (unix seconds).

@@ -317,6 +317,7 @@ fn review_from_row(r: &SqliteRow) -> Result<Review, StoreError> {
         reason: r.try_get("reason")?,
         statement: r.try_get("statement")?,
         session_id: r.try_get("session_id")?,
+        statement_digest: r.try_get("statement_digest")?,
         state: ReviewState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("review state {state:?}")))?,
         created_at: r.try_get("created_at")?,
@@ -833,8 +834,8 @@ impl Store for SqliteStore {
         let res = sqlx::query(
             "INSERT INTO reviews (kind, connection, requester, requester_name, reason, statement, \
              session_id, state, created_at, expires_at, duration_secs, window_ends_at, \
-             min_approvals, approvers_json, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, NULL, ?, ?, ?)",
+             min_approvals, approvers_json, updated_at, statement_digest) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, NULL, ?, ?, ?, ?)",
         )
         .bind(r.kind.as_str())
         .bind(&r.connection)
@@ -849,6 +850,7 @@ impl Store for SqliteStore {
         .bind(i64::from(r.min_approvals))
         .bind(groups_to_json(&r.approvers))
         .bind(r.created_at)
+        .bind(&r.statement_digest)
         .execute(&self.pool)
         .await?;
         Ok(res.last_insert_rowid())

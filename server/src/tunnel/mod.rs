@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
+use hoop_shared::exec::ExecReviewMode;
 use http::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
@@ -40,6 +41,99 @@ pub struct TunnelContext {
     pub state: AppState,
     /// Fires when the access grant this stream runs under is revoked or expires.
     pub grant_ended: Option<tokio_util::sync::CancellationToken>,
+    /// What a statement that needs review does: tunnels hold it (`Hold`); `hoop exec` may ask
+    /// not to wait, or run one that is already approved.
+    pub review_mode: ExecReviewMode,
+}
+
+/// Why a caller may not use a connection: the status, a stable code and a sentence.
+#[derive(Debug)]
+pub struct Denied {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code (`not_found`, `forbidden`, `review_required`, `internal`).
+    pub code: &'static str,
+    /// What to do.
+    pub message: String,
+}
+
+/// Authorises `identity` to use the connection `name`, exactly as every tunnel stream is: the
+/// connection exists, one of the caller's groups is allowed, and, when the connection needs
+/// access reviews, the caller holds an approved, unexpired grant (whose token is returned).
+/// `hoop exec` goes through the same function.
+pub async fn authorize(
+    state: &AppState,
+    identity: &Identity,
+    name: &str,
+    peer: SocketAddr,
+) -> Result<
+    (
+        Arc<ConnectionConfig>,
+        Option<tokio_util::sync::CancellationToken>,
+    ),
+    Denied,
+> {
+    let denied = |status, code, message: String| Denied {
+        status,
+        code,
+        message,
+    };
+    let Some(conn) = state.config.connections.iter().find(|c| c.name == name) else {
+        return Err(denied(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no connection named {name:?}"),
+        ));
+    };
+    if !identity.in_any(&conn.allow) {
+        let ev = event(
+            "access.denied",
+            Some(&identity.subject),
+            Some(peer.to_string()),
+            "denied",
+            json!({"connection": name, "groups": identity.groups}),
+        );
+        let _ = state.audit.record_nowait(ev).await;
+        return Err(denied(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{} may not use {name:?}: it is allowed to groups {}",
+                identity.name,
+                conn.allow.join(", ")
+            ),
+        ));
+    }
+    // Just-in-time access: the stream needs an approved, unexpired grant (once per grant, not
+    // once per TCP connection).
+    let mut grant_ended = None;
+    if conn.review.as_ref().is_some_and(|r| r.access) {
+        match state
+            .reviews
+            .active_grant(&conn.name, &identity.subject)
+            .await
+        {
+            Ok(Some(g)) => grant_ended = Some(g.ended),
+            Ok(None) => {
+                return Err(denied(
+                    StatusCode::FORBIDDEN,
+                    "review_required",
+                    format!(
+                        "access to {name:?} needs an approved review: run `hoop connect {name} --reason \"...\" --duration 30m`"
+                    ),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "grant lookup failed");
+                return Err(denied(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the gateway cannot check access grants".into(),
+                ));
+            }
+        }
+    }
+    Ok((Arc::new(conn.clone()), grant_ended))
 }
 
 fn reply(status: StatusCode, code: &str, message: &str) -> Response<Body> {
@@ -96,61 +190,10 @@ pub async fn handle_connect<B: Send + 'static>(
             return reply(StatusCode::UNAUTHORIZED, "unauthenticated", &f.message);
         }
     };
-    let Some(conn) = state.config.connections.iter().find(|c| c.name == name) else {
-        return reply(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no connection named {name:?}"),
-        );
+    let (conn, grant_ended) = match authorize(&state, &identity, &name, peer).await {
+        Ok(v) => v,
+        Err(d) => return reply(d.status, d.code, &d.message),
     };
-    if !identity.in_any(&conn.allow) {
-        let ev = event(
-            "access.denied",
-            Some(&identity.subject),
-            Some(peer.to_string()),
-            "denied",
-            json!({"connection": name, "groups": identity.groups}),
-        );
-        let _ = state.audit.record_nowait(ev).await;
-        return reply(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            &format!(
-                "{} may not use {name:?}: it is allowed to groups {}",
-                identity.name,
-                conn.allow.join(", ")
-            ),
-        );
-    }
-    // Just-in-time access: the stream needs an approved, unexpired grant (once per grant, not
-    // once per TCP connection).
-    let mut grant_ended = None;
-    if conn.review.as_ref().is_some_and(|r| r.access) {
-        match state
-            .reviews
-            .active_grant(&conn.name, &identity.subject)
-            .await
-        {
-            Ok(Some(g)) => grant_ended = Some(g.ended),
-            Ok(None) => {
-                return reply(
-                    StatusCode::FORBIDDEN,
-                    "review_required",
-                    &format!(
-                        "access to {name:?} needs an approved review: run `hoop connect {name} --reason \"...\" --duration 30m`"
-                    ),
-                );
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "grant lookup failed");
-                return reply(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the gateway cannot check access grants",
-                );
-            }
-        }
-    }
     if secret.len() < 16 {
         return reply(
             StatusCode::BAD_REQUEST,
@@ -160,11 +203,12 @@ pub async fn handle_connect<B: Send + 'static>(
     }
     let ctx = TunnelContext {
         identity,
-        connection: Arc::new(conn.clone()),
+        connection: conn,
         secret,
         peer,
         state,
         grant_ended,
+        review_mode: ExecReviewMode::Hold,
     };
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {

@@ -4,6 +4,7 @@
 //! pipeline (see `relay.rs`).
 
 pub mod codec;
+pub mod exec;
 mod handoff;
 mod relay;
 pub mod upstream;

@@ -292,7 +292,7 @@ fn blocked_error(rule: &str, reason: &str) -> BytesMut {
         b'E',
         "ERROR",
         "42501",
-        &format!("blocked by guardrail {rule}: {reason}"),
+        &format!("{BLOCKED_PREFIX}{rule}: {reason}"),
         Some("hoop refused this statement; the session continues"),
     );
     b
@@ -374,18 +374,20 @@ where
                             // Earlier messages go out before the wait.
                             flush(session, server, &mut out).await?;
                             match hold(session, &text, &rule, &reason, &send).await {
-                                Ok(id) => {
+                                Ok(filed) => {
                                     prepared.extend(defs);
                                     send(Item::Stmt(Box::new(pending)))?;
                                     send(Item::Sync)?;
                                     out.extend_from_slice(&msg);
                                     flush(session, server, &mut out).await?;
-                                    session.ctx.state.reviews.mark_executed(id).await.ok();
+                                    if let Some(id) = filed {
+                                        session.ctx.state.reviews.mark_executed(id).await.ok();
+                                    }
                                 }
-                                Err(why) => {
-                                    refuse(session, pending, &rule, &why).await?;
+                                Err(not_run) => {
+                                    refuse(session, pending, &rule, &not_run).await?;
                                     send(Item::Local {
-                                        bytes: not_approved_error(&why),
+                                        bytes: not_run.error(),
                                         ready: true,
                                     })?;
                                 }
@@ -544,10 +546,11 @@ where
                     if let Some((text, rule, reason)) = batch.review.take() {
                         flush(session, server, &mut out).await?;
                         match hold(session, &text, &rule, &reason, &send).await {
-                            Ok(id) => {
+                            Ok(Some(id)) => {
                                 session.ctx.state.reviews.mark_executed(id).await.ok();
                             }
-                            Err(why) => {
+                            Ok(None) => {}
+                            Err(not_run) => {
                                 let p = Pending {
                                     seq: session.next_seq(),
                                     text: text.clone(),
@@ -559,12 +562,12 @@ where
                                     rows: 0,
                                     error: None,
                                 };
-                                refuse(session, p, &rule, &why).await?;
+                                refuse(session, p, &rule, &not_run).await?;
                                 batch.bytes.clear();
                                 batch.items.clear();
                                 let ready = sync && !batch.forwarded;
                                 send(Item::Local {
-                                    bytes: not_approved_error(&why),
+                                    bytes: not_run.error(),
                                     ready,
                                 })?;
                                 if !ready {
@@ -678,29 +681,93 @@ async fn flush<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-fn not_approved_error(why: &str) -> BytesMut {
-    let mut b = BytesMut::new();
-    codec::put_error(
-        &mut b,
-        b'E',
-        "ERROR",
-        "42501",
-        &format!("statement not approved: {why}"),
-        Some("the session continues"),
-    );
-    b
+/// Why a statement that needed review did not run.
+#[derive(Debug)]
+enum NotRun {
+    /// Rejected, expired, withdrawn, not fileable, or (`--review`) not the approved statement.
+    Refused(String),
+    /// `hoop exec --no-wait`/`--wait`: still pending when the caller stopped waiting; the
+    /// review stays pending.
+    Pending(String),
+}
+
+/// Message prefixes of the gateway's own answers, which `exec.rs` classifies (one module, so
+/// they cannot drift apart).
+pub(super) const NOT_APPROVED_PREFIX: &str = "statement not approved: ";
+/// See [`NOT_APPROVED_PREFIX`].
+pub(super) const REVIEW_PENDING_PREFIX: &str = "statement review pending: ";
+/// See [`NOT_APPROVED_PREFIX`].
+pub(super) const BLOCKED_PREFIX: &str = "blocked by guardrail ";
+/// The notice naming a review starts like this; the id follows.
+pub(super) const REVIEW_NOTICE_PREFIX: &str = "statement needs approval";
+
+impl NotRun {
+    fn why(&self) -> &str {
+        match self {
+            NotRun::Refused(w) | NotRun::Pending(w) => w,
+        }
+    }
+
+    /// The ErrorResponse the client gets; the session continues.
+    fn error(&self) -> BytesMut {
+        let mut b = BytesMut::new();
+        let prefix = match self {
+            NotRun::Refused(_) => NOT_APPROVED_PREFIX,
+            NotRun::Pending(_) => REVIEW_PENDING_PREFIX,
+        };
+        codec::put_error(
+            &mut b,
+            b'E',
+            "ERROR",
+            "42501",
+            &format!("{prefix}{}", self.why()),
+            Some("the session continues"),
+        );
+        b
+    }
+}
+
+/// The review id a notice of [`hold`] names, if it is one.
+pub(super) fn review_in_notice(message: &str) -> Option<i64> {
+    let rest = message.strip_prefix(REVIEW_NOTICE_PREFIX)?;
+    let at = rest.find("review ")? + "review ".len();
+    let digits: String = rest
+        .get(at..)?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// Files a statement review, tells the client at once (NoticeResponse), and waits for the
-/// decision. Ok(review id) when approved; Err(why) when rejected, expired or not fileable.
+/// decision. Ok(Some(review id)) when approved (the caller marks it executed once sent);
+/// Ok(None) when `hoop exec --review` ran an approved review (already marked executed).
 async fn hold(
     session: &Session,
     text: &str,
     rule: &str,
     reason: &str,
     send: &impl Fn(Item) -> Result<(), String>,
-) -> Result<i64, String> {
+) -> Result<Option<i64>, NotRun> {
+    use hoop_shared::exec::ExecReviewMode as Mode;
     let ctx = &session.ctx;
+    if let Mode::Approved { review } = ctx.review_mode {
+        return match ctx
+            .state
+            .reviews
+            .execute_approved(
+                review,
+                &ctx.identity,
+                &ctx.connection.name,
+                text,
+                &session.id,
+            )
+            .await
+        {
+            Ok(()) => Ok(None),
+            Err(e) => Err(NotRun::Refused(e.to_string())),
+        };
+    }
     let masked = masked_text(&session.policy, text);
     let timeout = ctx
         .connection
@@ -711,10 +778,33 @@ async fn hold(
     let review = ctx
         .state
         .reviews
-        .request_statement(&ctx.connection, &ctx.identity, &masked, &session.id, rule)
+        .request_statement(
+            &ctx.connection,
+            &ctx.identity,
+            &masked,
+            text,
+            &session.id,
+            rule,
+        )
         .await
-        .map_err(|e| format!("the review could not be filed: {e}"))?;
+        .map_err(|e| NotRun::Refused(format!("the review could not be filed: {e}")))?;
     let id = review.id;
+    let (waits, wait) = match ctx.review_mode {
+        Mode::Wait { secs } => {
+            let d = std::time::Duration::from_secs(secs);
+            (
+                format!(
+                    "waiting up to {}",
+                    humantime::format_duration(d.min(timeout))
+                ),
+                d.min(timeout + std::time::Duration::from_secs(2)),
+            )
+        }
+        _ => (
+            format!("waiting up to {}", humantime::format_duration(timeout)),
+            timeout + std::time::Duration::from_secs(2),
+        ),
+    };
     let mut notice = BytesMut::new();
     codec::put_error(
         &mut notice,
@@ -722,8 +812,7 @@ async fn hold(
         "NOTICE",
         "01000",
         &format!(
-            "statement needs approval ({reason}): review {id} — approve with `hoop approve {id}`; waiting up to {}",
-            humantime::format_duration(timeout)
+            "{REVIEW_NOTICE_PREFIX} ({reason}): review {id} — approve with `hoop approve {id}`; {waits}"
         ),
         None,
     );
@@ -731,55 +820,70 @@ async fn hold(
         bytes: notice,
         ready: false,
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(NotRun::Refused)?;
     let decided = tokio::select! {
-        r = ctx.state.reviews.wait(id, timeout + std::time::Duration::from_secs(2)) => {
-            r.map_err(|e| e.to_string())?
-        }
+        r = ctx.state.reviews.wait(id, wait) => r.map_err(|e| NotRun::Refused(e.to_string()))?,
         // Ctrl-C in psql: a CancelRequest for this session withdraws what it waits for.
         () = session.hold_cancel.notified() => {
             let _ = ctx.state.reviews.withdraw(id, &ctx.identity).await;
-            return Err(format!("the client canceled it; review {id} was withdrawn"));
+            return Err(NotRun::Refused(format!(
+                "the client canceled it; review {id} was withdrawn"
+            )));
         }
     };
     use crate::reviews::ReviewState as S;
     match decided.state {
-        S::Approved | S::Executed => Ok(id),
+        S::Approved | S::Executed => Ok(Some(id)),
         S::Rejected => {
             let by = decided
                 .decisions
                 .iter()
                 .rev()
                 .find(|d| d.decision == "reject");
-            Err(match by {
+            Err(NotRun::Refused(match by {
                 Some(d) => format!(
                     "review {id} was rejected by {}: {}",
                     d.name,
                     d.comment.clone().unwrap_or_default()
                 ),
                 None => format!("review {id} was rejected"),
-            })
+            }))
+        }
+        S::Pending if matches!(ctx.review_mode, Mode::Wait { .. }) => {
+            // The caller chose not to wait (longer): the review stays pending for `--review`.
+            Err(NotRun::Pending(format!(
+                "review {id} is pending; once it is approved, run the same input with `hoop exec {} --review {id}`",
+                ctx.connection.name
+            )))
         }
         S::Pending | S::Expired => {
             // Give up on it so a late approval cannot run a statement nobody waits for.
             let _ = ctx.state.reviews.withdraw(id, &ctx.identity).await;
-            Err(format!(
+            Err(NotRun::Refused(format!(
                 "review {id} was not approved within {}",
                 humantime::format_duration(timeout)
-            ))
+            )))
         }
-        other => Err(format!("review {id} is {other:?}")),
+        other => Err(NotRun::Refused(format!("review {id} is {other:?}"))),
     }
 }
 
-/// Records a statement whose review did not approve it.
-async fn refuse(session: &Session, p: Pending, rule: &str, why: &str) -> Result<(), String> {
+/// Records a statement whose review did not approve it (or is still pending).
+async fn refuse(session: &Session, p: Pending, rule: &str, not_run: &NotRun) -> Result<(), String> {
     session.counters.blocked.fetch_add(1, Ordering::Relaxed);
+    let outcome = match not_run {
+        NotRun::Refused(_) => "rejected",
+        NotRun::Pending(_) => "pending",
+    };
     session
         .record(
             p,
-            "rejected",
-            ("review", Some(rule.to_string()), Some(why.to_string())),
+            outcome,
+            (
+                "review",
+                Some(rule.to_string()),
+                Some(not_run.why().to_string()),
+            ),
             MaskCounts::default(),
         )
         .await
