@@ -28,6 +28,10 @@ pub struct Config {
     /// Named masking rule sets, attached to connections by name.
     #[serde(default)]
     pub masking: Vec<crate::policy::masking::MaskingConfig>,
+    /// Named shell-command rule sets for `ssh` connections (exec commands, scp), attached by
+    /// name through a connection's `guardrails`.
+    #[serde(default)]
+    pub shell_guardrails: Vec<crate::policy::shell::ShellGuardrailConfig>,
 }
 
 /// `[server]`
@@ -226,6 +230,26 @@ pub struct ConnectionConfig {
     /// Just-in-time reviews: access windows and statements that need a second person.
     #[serde(default)]
     pub review: Option<ReviewConfig>,
+    /// SSH: the private key the gateway logs in with (OpenSSH or PEM format), from a file or
+    /// the environment; never echoed. Give this or `password`.
+    #[serde(default)]
+    pub private_key: Option<SecretRef>,
+    /// SSH: the target's host key, pinned: a known_hosts line (`host ssh-ed25519 AAAA...`), a
+    /// bare public key (`ssh-ed25519 AAAA...`) or a fingerprint (`SHA256:...`). Required: the
+    /// gateway refuses a target whose key is not pinned or differs from the pin.
+    #[serde(default)]
+    pub host_key: Option<String>,
+    /// SSH: environment variables a client may set (`env` requests); a trailing `*` matches a
+    /// prefix. Default `LANG`, `LC_*`.
+    #[serde(default)]
+    pub env_allow: Option<Vec<String>>,
+    /// SSH: allow local port forwarding (`ssh -L`, direct-tcpip channels). Default off.
+    #[serde(default)]
+    pub allow_port_forwarding: bool,
+    /// SSH: also record terminal input (keystrokes) in the asciicast recording. Default off,
+    /// since passwords typed at prompts would be stored.
+    #[serde(default)]
+    pub record_input: bool,
 }
 
 /// `review = { ... }` on a connection.
@@ -441,6 +465,9 @@ impl Config {
             if let Some(SecretRef { file: Some(p), .. }) = c.password.as_mut() {
                 abs(p);
             }
+            if let Some(SecretRef { file: Some(p), .. }) = c.private_key.as_mut() {
+                abs(p);
+            }
         }
     }
 
@@ -531,6 +558,21 @@ impl Config {
             {
                 {
                     problems.push(format!("`{at}.password`: {e}"));
+                }
+            }
+            if c.kind == ConnectionKind::Ssh {
+                problems.extend(crate::proxy::ssh::validate_connection(c, &at));
+            } else {
+                for (key, set) in [
+                    ("private_key", c.private_key.is_some()),
+                    ("host_key", c.host_key.is_some()),
+                    ("env_allow", c.env_allow.is_some()),
+                    ("allow_port_forwarding", c.allow_port_forwarding),
+                    ("record_input", c.record_input),
+                ] {
+                    if set {
+                        problems.push(format!("`{at}.{key}` applies only to ssh connections"));
+                    }
                 }
             }
         }

@@ -14,4 +14,5 @@ mod identity;
 mod policy;
 mod postgres;
 mod reviews;
+mod ssh;
 mod tls;
