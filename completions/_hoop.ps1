@@ -33,6 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List the connections you may use')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Open a local port that tunnels to a connection through the gateway')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List recorded sessions (`show <id>` for one session''s statement log)')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Play an SSH session''s terminal recording (`--cast` prints the asciicast file instead)')
             [CompletionResult]::new('reviews', 'reviews', [CompletionResultType]::ParameterValue, 'List reviews: yours, those you may approve, or all (`show <id>` for one)')
             [CompletionResult]::new('approve', 'approve', [CompletionResultType]::ParameterValue, 'Approve a review (without an id, on a terminal: pick one)')
             [CompletionResult]::new('reject', 'reject', [CompletionResultType]::ParameterValue, 'Reject a review, saying why')
@@ -128,6 +129,16 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
         'hoop;sessions;help;help' {
             break
         }
+        'hoop;replay' {
+            [CompletionResult]::new('--channel', '--channel', [CompletionResultType]::ParameterName, 'Which channel''s recording, when a session has several (default: the first)')
+            [CompletionResult]::new('--speed', '--speed', [CompletionResultType]::ParameterName, 'Play this many times faster')
+            [CompletionResult]::new('--idle-limit', '--idle-limit', [CompletionResultType]::ParameterName, 'Shorten every pause to at most this many seconds')
+            [CompletionResult]::new('--gateway', '--gateway', [CompletionResultType]::ParameterName, 'Gateway URL (default: the one you last logged in to)')
+            [CompletionResult]::new('--cast', '--cast', [CompletionResultType]::ParameterName, 'Print the asciicast v2 file to stdout instead of playing it')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'hoop;reviews' {
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most this many reviews, newest first')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
@@ -200,6 +211,7 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             [CompletionResult]::new('connections', 'connections', [CompletionResultType]::ParameterValue, 'List the connections you may use')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Open a local port that tunnels to a connection through the gateway')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List recorded sessions (`show <id>` for one session''s statement log)')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Play an SSH session''s terminal recording (`--cast` prints the asciicast file instead)')
             [CompletionResult]::new('reviews', 'reviews', [CompletionResultType]::ParameterValue, 'List reviews: yours, those you may approve, or all (`show <id>` for one)')
             [CompletionResult]::new('approve', 'approve', [CompletionResultType]::ParameterValue, 'Approve a review (without an id, on a terminal: pick one)')
             [CompletionResult]::new('reject', 'reject', [CompletionResultType]::ParameterValue, 'Reject a review, saying why')
@@ -229,6 +241,9 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             break
         }
         'hoop;help;sessions;show' {
+            break
+        }
+        'hoop;help;replay' {
             break
         }
         'hoop;help;reviews' {

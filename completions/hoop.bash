@@ -43,6 +43,9 @@ _hoop() {
             hoop,reject)
                 cmd="hoop__subcmd__reject"
                 ;;
+            hoop,replay)
+                cmd="hoop__subcmd__replay"
+                ;;
             hoop,reviews)
                 cmd="hoop__subcmd__reviews"
                 ;;
@@ -81,6 +84,9 @@ _hoop() {
                 ;;
             hoop__subcmd__help,reject)
                 cmd="hoop__subcmd__help__subcmd__reject"
+                ;;
+            hoop__subcmd__help,replay)
+                cmd="hoop__subcmd__help__subcmd__replay"
                 ;;
             hoop__subcmd__help,reviews)
                 cmd="hoop__subcmd__help__subcmd__reviews"
@@ -134,7 +140,7 @@ _hoop() {
 
     case "${cmd}" in
         hoop)
-            opts="-h -V --gateway --help --version login logout whoami connections ls connect sessions reviews approve reject revoke withdraw completion help"
+            opts="-h -V --gateway --help --version login logout whoami connections ls connect sessions replay reviews approve reject revoke withdraw completion help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -260,7 +266,7 @@ _hoop() {
             return 0
             ;;
         hoop__subcmd__help)
-            opts="login logout whoami connections connect sessions reviews approve reject revoke withdraw completion help"
+            opts="login logout whoami connections connect sessions replay reviews approve reject revoke withdraw completion help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -372,6 +378,20 @@ _hoop() {
             return 0
             ;;
         hoop__subcmd__help__subcmd__reject)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hoop__subcmd__help__subcmd__replay)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -535,6 +555,36 @@ _hoop() {
             fi
             case "${prev}" in
                 --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --gateway)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hoop__subcmd__replay)
+            opts="-h --channel --speed --idle-limit --cast --gateway --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --channel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --speed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -11,7 +11,8 @@ use hoop_tests::{CliUser, Gateway};
 struct Env {
     sshd: Sshd,
     gw: Gateway,
-    _cli: CliUser,
+    cli: CliUser,
+    key: String,
     tunnel: Tunnel,
     client: SshClient,
 }
@@ -60,7 +61,8 @@ async fn setup_with(connection_extra: &str, host_key: Option<String>) -> Env {
     Env {
         sshd,
         gw,
-        _cli: cli,
+        cli,
+        key,
         tunnel,
         client,
     }
@@ -405,6 +407,56 @@ sys.stdout.buffer.write(buf)
     assert!(typed.contains(&"echo hoop-$((40+2))"), "{typed:?}");
     assert!(typed.contains(&"stty size"), "{typed:?}");
     assert!(typed.contains(&"exit 7"), "{typed:?}");
+
+    // The shell's terminal recording: exported as asciicast v2, and replayed.
+    let pool = env.gw.db().await.unwrap();
+    let (session,): (String,) =
+        sqlx::query_as("SELECT session_id FROM statements WHERE outcome = 'typed' LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    let out = env
+        .cli
+        .run_env(&["replay", &session, "--cast"], &[("HOOP_TOKEN", &env.key)])
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let cast = stdout(&out);
+    let (header, events) = hoop_shared::asciicast::parse(&cast).unwrap();
+    assert_eq!((header.width, header.height), (80, 24), "{cast}");
+    assert!(
+        events.iter().any(|e| e.code == "r" && e.data == "132x50"),
+        "{cast}"
+    );
+    let output: String = events
+        .iter()
+        .filter(|e| e.code == "o")
+        .map(|e| e.data.as_str())
+        .collect();
+    assert!(output.contains("hoop-42"), "{cast}");
+    assert!(output.contains("by-ada"), "{cast}");
+    assert!(!output.contains("4111 1111 1111 1111"), "{cast}");
+    // Input is not recorded unless the connection says so.
+    assert!(events.iter().all(|e| e.code != "i"), "{cast}");
+    let out = env
+        .cli
+        .run_env(
+            &["replay", &session, "--speed", "50", "--idle-limit", "0.1"],
+            &[("HOOP_TOKEN", &env.key)],
+        )
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let played = stdout(&out);
+    assert!(
+        played.contains("hoop-42") && played.contains("50 132"),
+        "{played}"
+    );
+    // Someone else's or a missing session: not found.
+    let out = env
+        .cli
+        .run_env(&["replay", "s_nosuchsession"], &[("HOOP_TOKEN", &env.key)])
+        .unwrap();
+    assert_eq!(code(&out), 85, "{}", stderr(&out));
 }
 
 #[tokio::test]

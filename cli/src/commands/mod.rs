@@ -5,6 +5,7 @@ pub mod connect;
 pub mod connections;
 pub mod login;
 pub mod logout;
+pub mod replay;
 pub mod reviews;
 pub mod sessions;
 pub mod whoami;

@@ -45,6 +45,16 @@ pub(super) enum Note {
     Typed { text: String, at_ms: i64 },
     /// An SFTP operation.
     Sftp { text: String, at_ms: i64 },
+    /// A terminal recording starts (pty size, or 80x24 without a pty).
+    CastStart { channel: u32, cols: u32, rows: u32 },
+    /// Output as the client saw it (masked), or input when `record_input` is on.
+    Cast {
+        channel: u32,
+        input: bool,
+        data: Bytes,
+    },
+    /// The terminal was resized.
+    CastResize { channel: u32, cols: u32, rows: u32 },
     /// The channel closed: its totals.
     Closed {
         channel: u32,
@@ -66,6 +76,8 @@ const MODE_NONE: u8 = 0;
 const MODE_SHELL: u8 = 1;
 const MODE_EXEC: u8 = 2;
 const MODE_SFTP: u8 = 3;
+/// scp's own protocol over exec (`scp -t`/`-f`): a file transfer, neither masked nor cast.
+const MODE_SCP: u8 = 4;
 
 /// State both pumps of one channel see.
 struct Shared {
@@ -172,10 +184,22 @@ async fn client_to_target(
         .env_allow
         .clone()
         .unwrap_or_else(|| vec!["LANG".into(), "LC_*".into()]);
+    let record_input = env.ctx.connection.record_input;
+    let mut size = (80u32, 24u32);
     while let Some(msg) = from.next().await {
         let r = match msg {
             FromClient::Data(data) => {
                 bytes += data.len() as u64;
+                if record_input && casting(&shared) {
+                    let _ = env
+                        .notes
+                        .send(Note::Cast {
+                            channel: env.number,
+                            input: true,
+                            data: data.clone(),
+                        })
+                        .await;
+                }
                 match shared.mode.load(Ordering::Relaxed) {
                     MODE_SHELL => {
                         for line in typed.push(&data) {
@@ -219,9 +243,13 @@ async fn client_to_target(
                 let _ = to.close().await;
                 break;
             }
-            FromClient::Pty(p) => to.pty(&p).await,
+            FromClient::Pty(p) => {
+                size = (p.cols, p.rows);
+                to.pty(&p).await
+            }
             FromClient::Shell => {
                 shared.mode.store(MODE_SHELL, Ordering::Relaxed);
+                cast_start(&env, size).await;
                 to.shell().await
             }
             FromClient::Exec(command) => {
@@ -251,7 +279,16 @@ async fn client_to_target(
                         Ok(())
                     }
                     _ => {
-                        shared.mode.store(MODE_EXEC, Ordering::Relaxed);
+                        let scp = crate::policy::shell::split_commands(&text)
+                            .ok()
+                            .and_then(|c| c.first().map(|c| c.program == "scp"))
+                            .unwrap_or(false);
+                        if scp {
+                            shared.mode.store(MODE_SCP, Ordering::Relaxed);
+                        } else {
+                            shared.mode.store(MODE_EXEC, Ordering::Relaxed);
+                            cast_start(&env, size).await;
+                        }
                         to.exec(command).await
                     }
                 }
@@ -270,7 +307,20 @@ async fn client_to_target(
                     Ok(())
                 }
             }
-            FromClient::WindowChange(c, r, pw, ph) => to.window_change(c, r, pw, ph).await,
+            FromClient::WindowChange(c, r, pw, ph) => {
+                size = (c, r);
+                if casting(&shared) {
+                    let _ = env
+                        .notes
+                        .send(Note::CastResize {
+                            channel: env.number,
+                            cols: c,
+                            rows: r,
+                        })
+                        .await;
+                }
+                to.window_change(c, r, pw, ph).await
+            }
             FromClient::Signal(s) => to.signal(s).await,
             FromClient::Unsupported(what) => {
                 tracing::debug!(request = what, "refused an unsupported channel request");
@@ -283,6 +333,48 @@ async fn client_to_target(
         }
     }
     bytes
+}
+
+fn casting(shared: &Shared) -> bool {
+    matches!(shared.mode.load(Ordering::Relaxed), MODE_SHELL | MODE_EXEC)
+}
+
+async fn cast_start(env: &ChannelEnv, (cols, rows): (u32, u32)) {
+    let _ = env
+        .notes
+        .send(Note::CastStart {
+            channel: env.number,
+            cols,
+            rows,
+        })
+        .await;
+}
+
+/// Sends output to the client (stdout, or the extended stream `ext`) and to the recording.
+async fn emit(
+    to: &FrontWriter,
+    env: &ChannelEnv,
+    shared: &Shared,
+    ext: Option<u32>,
+    data: Bytes,
+) -> Result<(), String> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    if casting(shared) {
+        let _ = env
+            .notes
+            .send(Note::Cast {
+                channel: env.number,
+                input: false,
+                data: data.clone(),
+            })
+            .await;
+    }
+    match ext {
+        None => to.data(data).await,
+        Some(e) => to.stderr(e, data).await,
+    }
 }
 
 fn mask_line(policy: &Policy, line: &str) -> String {
@@ -359,10 +451,16 @@ async fn target_to_client(
                 Err(_) => {
                     let o = out_mask.flush(&policy, &mut counts);
                     let e = err_mask.flush(&policy, &mut counts);
-                    if !o.is_empty() && to.data(Bytes::from(o)).await.is_err() {
+                    if emit(&to, &env, &shared, None, Bytes::from(o))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
-                    if !e.is_empty() && to.stderr(1, Bytes::from(e)).await.is_err() {
+                    if emit(&to, &env, &shared, Some(1), Bytes::from(e))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                     continue;
@@ -381,44 +479,34 @@ async fn target_to_client(
                         .secret_prompt
                         .store(looks_like_secret_prompt(&data), Ordering::Relaxed);
                 }
-                let sftp = shared.mode.load(Ordering::Relaxed) == MODE_SFTP;
-                if sftp {
+                let mode = shared.mode.load(Ordering::Relaxed);
+                if mode == MODE_SFTP {
                     shared.sftp().push_response(&data);
                 }
-                // SFTP is a binary protocol: masking it would corrupt files.
-                if !masking_on || sftp {
+                // File transfers (sftp, scp) are binary: masking would corrupt files.
+                if mode == MODE_SFTP || mode == MODE_SCP {
                     to.data(data).await
+                } else if !masking_on {
+                    emit(&to, &env, &shared, None, data).await
                 } else {
                     let o = out_mask.push(&policy, &data, &mut counts);
-                    if o.is_empty() {
-                        Ok(())
-                    } else {
-                        to.data(Bytes::from(o)).await
-                    }
+                    emit(&to, &env, &shared, None, Bytes::from(o)).await
                 }
             }
             FromTarget::Stderr(ext, data) => {
                 shared.down.fetch_add(data.len() as u64, Ordering::Relaxed);
-                if !masking_on {
-                    to.stderr(ext, data).await
+                if !masking_on || shared.mode.load(Ordering::Relaxed) == MODE_SCP {
+                    emit(&to, &env, &shared, Some(ext), data).await
                 } else {
                     let e = err_mask.push(&policy, &data, &mut counts);
-                    if e.is_empty() {
-                        Ok(())
-                    } else {
-                        to.stderr(ext, Bytes::from(e)).await
-                    }
+                    emit(&to, &env, &shared, Some(ext), Bytes::from(e)).await
                 }
             }
             FromTarget::Eof => {
                 let o = out_mask.flush(&policy, &mut counts);
                 let e = err_mask.flush(&policy, &mut counts);
-                if !o.is_empty() {
-                    let _ = to.data(Bytes::from(o)).await;
-                }
-                if !e.is_empty() {
-                    let _ = to.stderr(1, Bytes::from(e)).await;
-                }
+                let _ = emit(&to, &env, &shared, None, Bytes::from(o)).await;
+                let _ = emit(&to, &env, &shared, Some(1), Bytes::from(e)).await;
                 to.eof().await
             }
             FromTarget::Close => {
@@ -447,7 +535,8 @@ async fn target_to_client(
             break;
         }
     }
-    if shared.mode.load(Ordering::Relaxed) == MODE_EXEC || status.is_some() || signal.is_some() {
+    let mode = shared.mode.load(Ordering::Relaxed);
+    if mode == MODE_EXEC || mode == MODE_SCP || status.is_some() || signal.is_some() {
         let _ = env
             .notes
             .send(Note::Exit {

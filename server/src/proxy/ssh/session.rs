@@ -49,8 +49,19 @@ struct OpenExec {
     at_ms: i64,
 }
 
+/// One channel's terminal recording, buffered until a chunk is full or the channel closes.
+struct Cast {
+    start: std::time::Instant,
+    buf: String,
+    seq: u64,
+}
+
+/// Cast text buffered per channel before it is written as one chunk.
+const CAST_CHUNK: usize = 64 * 1024;
+
 struct State {
     id: String,
+    casts: HashMap<u32, Cast>,
     started: bool,
     seq: u64,
     statements: u64,
@@ -144,6 +155,7 @@ where
     let mut target: Option<Arc<Target>> = None;
     let mut st = State {
         id: session_id(),
+        casts: HashMap::new(),
         started: false,
         seq: 0,
         statements: 0,
@@ -305,6 +317,28 @@ async fn start(ctx: &TunnelContext, st: &mut State) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes what is buffered of a channel's cast. Fail closed: a failed write ends the session.
+async fn flush_cast(ctx: &TunnelContext, st: &mut State, channel: u32) {
+    let Some(c) = st.casts.get_mut(&channel) else {
+        return;
+    };
+    if c.buf.is_empty() {
+        return;
+    }
+    let chunk = std::mem::take(&mut c.buf);
+    let seq = c.seq;
+    c.seq += 1;
+    if let Err(e) = ctx
+        .state
+        .store
+        .cast_append(&st.id, channel, seq, chunk.as_bytes())
+        .await
+    {
+        tracing::error!(session = %st.id, error = %e, "cannot store the terminal recording");
+        st.failed = Some(format!("recording failed: {e}"));
+    }
+}
+
 fn statement(st: &mut State, at_ms: i64, text: String) -> StatementRecord {
     st.seq += 1;
     StatementRecord {
@@ -394,12 +428,71 @@ async fn record(ctx: &TunnelContext, st: &mut State, note: Note) {
             r.tag = Some("sftp".into());
             Some(r)
         }
+        Note::CastStart {
+            channel,
+            cols,
+            rows,
+        } => {
+            let header = hoop_shared::asciicast::Header {
+                version: 2,
+                width: cols,
+                height: rows,
+                timestamp: Some(now_ms() / 1000),
+                title: Some(format!(
+                    "{} on {} (session {}, channel {channel})",
+                    ctx.identity.name, ctx.connection.name, st.id
+                )),
+            };
+            st.casts.insert(
+                channel,
+                Cast {
+                    start: std::time::Instant::now(),
+                    buf: header.line(),
+                    seq: 0,
+                },
+            );
+            None
+        }
+        Note::Cast {
+            channel,
+            input,
+            data,
+        } => {
+            use hoop_shared::asciicast::{Code, event_line};
+            if let Some(c) = st.casts.get_mut(&channel) {
+                let code = if input { Code::Input } else { Code::Output };
+                c.buf
+                    .push_str(&event_line(c.start.elapsed().as_secs_f64(), code, &data));
+                if c.buf.len() >= CAST_CHUNK {
+                    flush_cast(ctx, st, channel).await;
+                }
+            }
+            None
+        }
+        Note::CastResize {
+            channel,
+            cols,
+            rows,
+        } => {
+            use hoop_shared::asciicast::{Code, event_line};
+            if let Some(c) = st.casts.get_mut(&channel) {
+                let size = format!("{cols}x{rows}");
+                c.buf.push_str(&event_line(
+                    c.start.elapsed().as_secs_f64(),
+                    Code::Resize,
+                    size.as_bytes(),
+                ));
+            }
+            None
+        }
         Note::Closed {
             up,
             down,
             masked,
             channel,
         } => {
+            flush_cast(ctx, st, channel).await;
+            st.casts.remove(&channel);
             st.up += up;
             st.down += down;
             st.masked.merge(&masked);
