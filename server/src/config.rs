@@ -651,4 +651,44 @@ mod tests {
         let err = Config::parse("[auth]\nleeway='soon'\n").unwrap_err();
         assert!(err.contains("auth.leeway"), "{err}");
     }
+
+    fn ssh(extra: &str) -> Vec<String> {
+        Config::parse(&format!(
+            "[[connections]]\nname='web'\ntype='ssh'\naddress='127.0.0.1:22'\nuser='deploy'\nallow=['eng']\n{extra}\n"
+        ))
+        .unwrap()
+        .validate()
+    }
+
+    #[test]
+    fn ssh_connections_need_a_credential_and_a_pinned_host_key() {
+        let p = ssh("");
+        assert!(p.iter().any(|m| m.contains("private_key")), "{p:?}");
+        assert!(p.iter().any(|m| m.contains("connections[0].host_key` is required")), "{p:?}");
+        let p = ssh("password={env='HOOP_TEST_SSH_PW'}\nhost_key='SHA256:abc+/def'");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("HOOP_TEST_SSH_PW"), "{p:?}");
+        let p = ssh("password={env='PATH'}\nhost_key='not a key'");
+        assert!(p.iter().any(|m| m.contains("host_key`: not a known_hosts line")), "{p:?}");
+        let p = ssh(
+            "password={env='PATH'}\nhost_key='[web]:22,10.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl'",
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let p = ssh(
+            "password={env='PATH'}\nhost_key='SHA256:abc'\nprivate_key={env='PATH'}",
+        );
+        assert!(p.iter().any(|m| m.contains("not both")), "{p:?}");
+        let p = ssh("private_key={env='PATH'}\nhost_key='SHA256:abc'");
+        assert!(
+            p.iter().any(|m| m.contains("private_key`: not a usable")),
+            "{p:?}"
+        );
+        // ssh-only keys on a postgres connection are named.
+        let c = Config::parse(
+            "[[connections]]\nname='db'\ntype='postgres'\naddress='x:1'\ndatabase='d'\nuser='u'\nallow=['a']\nhost_key='SHA256:x'\n",
+        )
+        .unwrap();
+        let p = c.validate();
+        assert!(p.iter().any(|m| m.contains("host_key` applies only to ssh")), "{p:?}");
+    }
 }
