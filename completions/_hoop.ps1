@@ -33,6 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List the connections you may use')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Open a local port that tunnels to a connection through the gateway')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List recorded sessions (`show <id>` for one session''s statement log)')
+            [CompletionResult]::new('ssh', 'ssh', [CompletionResultType]::ParameterValue, 'Open a shell (or run a command after `--`) on an ssh connection, through the gateway')
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Play an SSH session''s terminal recording (`--cast` prints the asciicast file instead)')
             [CompletionResult]::new('reviews', 'reviews', [CompletionResultType]::ParameterValue, 'List reviews: yours, those you may approve, or all (`show <id>` for one)')
             [CompletionResult]::new('approve', 'approve', [CompletionResultType]::ParameterValue, 'Approve a review (without an id, on a terminal: pick one)')
@@ -129,6 +130,14 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
         'hoop;sessions;help;help' {
             break
         }
+        'hoop;ssh' {
+            [CompletionResult]::new('--gateway', '--gateway', [CompletionResultType]::ParameterName, 'Gateway URL (default: the one you last logged in to)')
+            [CompletionResult]::new('-t', '-t', [CompletionResultType]::ParameterName, 'Ask for a terminal even when running a command (like `ssh -t`)')
+            [CompletionResult]::new('--tty', '--tty', [CompletionResultType]::ParameterName, 'Ask for a terminal even when running a command (like `ssh -t`)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'hoop;replay' {
             [CompletionResult]::new('--channel', '--channel', [CompletionResultType]::ParameterName, 'Which channel''s recording, when a session has several (default: the first)')
             [CompletionResult]::new('--speed', '--speed', [CompletionResultType]::ParameterName, 'Play this many times faster')
@@ -211,6 +220,7 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             [CompletionResult]::new('connections', 'connections', [CompletionResultType]::ParameterValue, 'List the connections you may use')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Open a local port that tunnels to a connection through the gateway')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List recorded sessions (`show <id>` for one session''s statement log)')
+            [CompletionResult]::new('ssh', 'ssh', [CompletionResultType]::ParameterValue, 'Open a shell (or run a command after `--`) on an ssh connection, through the gateway')
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Play an SSH session''s terminal recording (`--cast` prints the asciicast file instead)')
             [CompletionResult]::new('reviews', 'reviews', [CompletionResultType]::ParameterValue, 'List reviews: yours, those you may approve, or all (`show <id>` for one)')
             [CompletionResult]::new('approve', 'approve', [CompletionResultType]::ParameterValue, 'Approve a review (without an id, on a terminal: pick one)')
@@ -241,6 +251,9 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             break
         }
         'hoop;help;sessions;show' {
+            break
+        }
+        'hoop;help;ssh' {
             break
         }
         'hoop;help;replay' {

@@ -55,6 +55,9 @@ _hoop() {
             hoop,sessions)
                 cmd="hoop__subcmd__sessions"
                 ;;
+            hoop,ssh)
+                cmd="hoop__subcmd__ssh"
+                ;;
             hoop,whoami)
                 cmd="hoop__subcmd__whoami"
                 ;;
@@ -96,6 +99,9 @@ _hoop() {
                 ;;
             hoop__subcmd__help,sessions)
                 cmd="hoop__subcmd__help__subcmd__sessions"
+                ;;
+            hoop__subcmd__help,ssh)
+                cmd="hoop__subcmd__help__subcmd__ssh"
                 ;;
             hoop__subcmd__help,whoami)
                 cmd="hoop__subcmd__help__subcmd__whoami"
@@ -140,7 +146,7 @@ _hoop() {
 
     case "${cmd}" in
         hoop)
-            opts="-h -V --gateway --help --version login logout whoami connections ls connect sessions replay reviews approve reject revoke withdraw completion help"
+            opts="-h -V --gateway --help --version login logout whoami connections ls connect sessions ssh replay reviews approve reject revoke withdraw completion help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -266,7 +272,7 @@ _hoop() {
             return 0
             ;;
         hoop__subcmd__help)
-            opts="login logout whoami connections connect sessions replay reviews approve reject revoke withdraw completion help"
+            opts="login logout whoami connections connect sessions ssh replay reviews approve reject revoke withdraw completion help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -464,6 +470,20 @@ _hoop() {
         hoop__subcmd__help__subcmd__sessions__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hoop__subcmd__help__subcmd__ssh)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -818,6 +838,24 @@ _hoop() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --gateway)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hoop__subcmd__ssh)
+            opts="-t -h --tty --gateway --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --gateway)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

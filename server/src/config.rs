@@ -664,19 +664,25 @@ mod tests {
     fn ssh_connections_need_a_credential_and_a_pinned_host_key() {
         let p = ssh("");
         assert!(p.iter().any(|m| m.contains("private_key")), "{p:?}");
-        assert!(p.iter().any(|m| m.contains("connections[0].host_key` is required")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("connections[0].host_key` is required")),
+            "{p:?}"
+        );
         let p = ssh("password={env='HOOP_TEST_SSH_PW'}\nhost_key='SHA256:abc+/def'");
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("HOOP_TEST_SSH_PW"), "{p:?}");
         let p = ssh("password={env='PATH'}\nhost_key='not a key'");
-        assert!(p.iter().any(|m| m.contains("host_key`: not a known_hosts line")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("host_key`: not a known_hosts line")),
+            "{p:?}"
+        );
         let p = ssh(
             "password={env='PATH'}\nhost_key='[web]:22,10.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl'",
         );
         assert!(p.is_empty(), "{p:?}");
-        let p = ssh(
-            "password={env='PATH'}\nhost_key='SHA256:abc'\nprivate_key={env='PATH'}",
-        );
+        let p = ssh("password={env='PATH'}\nhost_key='SHA256:abc'\nprivate_key={env='PATH'}");
         assert!(p.iter().any(|m| m.contains("not both")), "{p:?}");
         let p = ssh("private_key={env='PATH'}\nhost_key='SHA256:abc'");
         assert!(
@@ -689,6 +695,10 @@ mod tests {
         )
         .unwrap();
         let p = c.validate();
-        assert!(p.iter().any(|m| m.contains("host_key` applies only to ssh")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("host_key` applies only to ssh")),
+            "{p:?}"
+        );
     }
 }

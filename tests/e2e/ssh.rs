@@ -84,6 +84,18 @@ fn explain(env: &Env, out: &Output) -> String {
     )
 }
 
+/// Waits until an audit event matching `pred` has been written (audit writes are queued).
+async fn audited(env: &Env, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
+    for _ in 0..100 {
+        let events = env.gw.audit_events().await.unwrap();
+        if events.iter().any(&pred) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// The statements recorded for the connection's sessions, oldest first: (text, verdict, outcome, tag).
 async fn recorded(env: &Env) -> Vec<(String, String, String, Option<String>)> {
     // Session records are written in batches: wait until the session has ended.
@@ -145,13 +157,12 @@ async fn a_wrong_one_time_secret_is_refused_and_audited() {
         "{}",
         explain(&env, &out)
     );
-    let events = env.gw.audit_events().await.unwrap();
     assert!(
-        events
-            .iter()
-            .any(|e| e["kind"] == "access.denied"
-                && e["details"]["reason"] == "wrong_one_time_password"),
-        "{events:?}"
+        audited(&env, |e| e["kind"] == "access.denied"
+            && e["details"]["reason"] == "wrong_one_time_password")
+        .await,
+        "not audited:\n{}",
+        env.gw.logs()
     );
     // The right one still works afterwards.
     let out = env.client.ssh(&["true"], None).unwrap();
@@ -170,11 +181,12 @@ async fn a_changed_target_host_key_is_refused() {
         "{}",
         explain(&env, &out)
     );
-    let events = env.gw.audit_events().await.unwrap();
     assert!(
-        events.iter().any(|e| e["kind"] == "ssh.target_failed"
-            && e["details"]["reason"] == "target_host_key_mismatch"),
-        "{events:?}"
+        audited(&env, |e| e["kind"] == "ssh.target_failed"
+            && e["details"]["reason"] == "target_host_key_mismatch")
+        .await,
+        "not audited:\n{}",
+        env.gw.logs()
     );
 }
 
@@ -207,12 +219,13 @@ async fn blocked_commands_are_refused_audited_and_the_session_goes_on() {
     // Allowed commands still run.
     let out = env.client.ssh(&["echo fine"], None).unwrap();
     assert_eq!(stdout(&out), "fine\n", "{}", explain(&env, &out));
-    let events = env.gw.audit_events().await.unwrap();
     assert!(
-        events.iter().any(|e| e["kind"] == "statement.blocked"
+        audited(&env, |e| e["kind"] == "statement.blocked"
             && e["details"]["rule"] == "no-destructive"
-            && e["details"]["command"] == "rm -rf /"),
-        "{events:?}"
+            && e["details"]["command"] == "rm -rf /")
+        .await,
+        "not audited:\n{}",
+        env.gw.logs()
     );
     let rec = recorded(&env).await;
     assert!(
@@ -336,12 +349,7 @@ async fn sftp_ls_put_get_are_recorded() {
     }
 }
 
-/// Drives `ssh -tt` in a real pty with python's `pty` module: types commands, reads their
-/// output, resizes the terminal.
-#[tokio::test]
-async fn an_interactive_shell_through_a_pty_types_reads_and_resizes() {
-    let env = setup(GUARDED).await;
-    let script = r#"
+const PTY_DRIVER: &str = r#"
 import os, pty, sys, time, select, fcntl, termios, struct
 args = sys.argv[1:]
 pid, fd = pty.fork()
@@ -377,22 +385,36 @@ _, status = os.waitpid(pid, 0)
 sys.stdout.write('EXIT %d\n' % (os.WEXITSTATUS(status)))
 sys.stdout.buffer.write(buf)
 "#;
-    let cards = env.sshd.dir().join("shell-cards.txt");
-    std::fs::write(&cards, "paid 4111 1111 1111 1111 by-ada\n").unwrap();
-    let script = script.replace("CARDFILE", &cards.display().to_string());
-    let ssh = env.client.ssh_command(&["-tt"]);
-    let prog = ssh.get_program().to_owned();
-    let ssh_args: Vec<_> = ssh.get_args().map(|a| a.to_owned()).collect();
-    let mut cmd = std::process::Command::new("python3");
-    cmd.arg("-c").arg(&script).arg(prog).args(ssh_args);
-    for (k, v) in ssh.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
+
+/// Runs `cmd` in a real pty with python's `pty` module: types `echo hoop-$((40+2))`, resizes
+/// to 132x50 and checks `stty size`, cats `cards`, exits 7. Prints `EXIT <status>` and the
+/// terminal's output.
+fn drive_pty(cmd: std::process::Command, cards: &std::path::Path) -> Output {
+    let script = PTY_DRIVER.replace("CARDFILE", &cards.display().to_string());
+    let mut py = std::process::Command::new("python3");
+    py.arg("-c")
+        .arg(&script)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => py.env(k, v),
+            None => py.env_remove(k),
+        };
     }
     // Keep the prompt predictable.
-    cmd.env("TERM", "xterm");
-    let out = cmd.output().unwrap();
+    py.env("TERM", "xterm");
+    py.output().unwrap()
+}
+
+/// Drives `ssh -tt` in a real pty with python's `pty` module: types commands, reads their
+/// output, resizes the terminal.
+#[tokio::test]
+async fn an_interactive_shell_through_a_pty_types_reads_and_resizes() {
+    let env = setup(GUARDED).await;
+    let cards = env.sshd.dir().join("shell-cards.txt");
+    std::fs::write(&cards, "paid 4111 1111 1111 1111 by-ada\n").unwrap();
+    let out = drive_pty(env.client.ssh_command(&["-tt"]), &cards);
     let text = stdout(&out);
     assert!(text.contains("EXIT 7"), "{}", explain(&env, &out));
     assert!(text.contains("hoop-42"), "{text}");
@@ -477,11 +499,52 @@ async fn port_forwarding_is_off_unless_the_connection_allows_it() {
         .unwrap();
     assert_ne!(code(&out), 0, "{}", explain(&env, &out));
     let _ = port;
-    let events = env.gw.audit_events().await.unwrap();
     assert!(
-        events
-            .iter()
-            .any(|e| e["kind"] == "ssh.forward" && e["outcome"] == "denied"),
-        "{events:?}"
+        audited(&env, |e| e["kind"] == "ssh.forward"
+            && e["outcome"] == "denied")
+        .await,
+        "not audited:\n{}",
+        env.gw.logs()
     );
+}
+
+#[tokio::test]
+async fn hoop_ssh_runs_a_command_and_passes_its_exit_status() {
+    let env = setup(GUARDED).await;
+    let run = |args: &[&str]| {
+        let mut all = vec!["ssh", "web", "--"];
+        all.extend_from_slice(args);
+        env.cli.run_env(&all, &[("HOOP_TOKEN", &env.key)]).unwrap()
+    };
+    let out = run(&["echo", "via-hoop;", "echo", "oops", ">&2;", "exit", "3"]);
+    assert_eq!(code(&out), 3, "{}", explain(&env, &out));
+    assert_eq!(stdout(&out), "via-hoop\n");
+    assert!(stderr(&out).contains("oops"), "{}", stderr(&out));
+    let out = run(&["rm", "-rf", "/"]);
+    assert_eq!(code(&out), 86, "{}", explain(&env, &out));
+    assert!(
+        stderr(&out).contains("blocked by guardrail no-destructive"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env
+        .cli
+        .run_env(&["ssh", "nope", "--", "true"], &[("HOOP_TOKEN", &env.key)])
+        .unwrap();
+    assert_eq!(code(&out), 85, "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn hoop_ssh_gives_an_interactive_shell_in_a_pty() {
+    let env = setup(GUARDED).await;
+    let cards = env.sshd.dir().join("shell-cards.txt");
+    std::fs::write(&cards, "paid 4111 1111 1111 1111 by-ada\n").unwrap();
+    let mut cmd = env.cli.command(&["ssh", "web"]).unwrap();
+    cmd.env("HOOP_TOKEN", &env.key);
+    let out = drive_pty(cmd, &cards);
+    let text = stdout(&out);
+    assert!(text.contains("EXIT 7"), "{}", explain(&env, &out));
+    assert!(text.contains("hoop-42"), "{text}");
+    assert!(text.contains("50 132"), "{text}");
+    assert!(!text.contains("4111 1111 1111 1111"), "{text}");
 }

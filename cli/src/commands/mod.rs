@@ -8,4 +8,5 @@ pub mod logout;
 pub mod replay;
 pub mod reviews;
 pub mod sessions;
+pub mod ssh;
 pub mod whoami;
