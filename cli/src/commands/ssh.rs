@@ -193,7 +193,7 @@ pub async fn run(ctx: &Ctx, args: SshArgs) -> CliResult<()> {
 }
 
 /// Copies stdin to the channel and the channel to stdout/stderr until it closes; returns the
-/// remote exit status (255 when none came, 128+n style for a signal as OpenSSH does not, 255).
+/// remote exit status, or 255 (as OpenSSH does) when the command died of a signal or none came.
 async fn relay(channel: &mut russh::Channel<russh::client::Msg>) -> i32 {
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; 16 * 1024];

@@ -537,8 +537,9 @@ impl ShellGuardrails {
 /// sends, for the recording. An audit aid, not a boundary: it sees keystrokes, not what the
 /// shell made of them. Known gaps (each tested): tab completion and history recall (arrow keys)
 /// insert text the gateway never sees, so such lines are marked `[edited]`; cursor movement
-/// within a line is not replayed; text pasted with bracketed paste is kept as typed; programs
-/// that read input without echo (editors, `read -s`) are recorded like a shell line.
+/// within a line is not replayed; bracketed paste wraps pasted text in escape sequences, so a
+/// pasted line is marked `[edited]` too; programs that read input without echo (editors,
+/// `read -s`) are recorded like a shell line.
 #[derive(Debug, Default)]
 pub struct TypedLines {
     line: String,
