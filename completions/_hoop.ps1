@@ -34,6 +34,8 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Open a local port that tunnels to a connection through the gateway')
             [CompletionResult]::new('exec', 'exec', [CompletionResultType]::ParameterValue, 'Run a statement on a connection without a tunnel (CI, scripts, agents); never prompts')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List recorded sessions (`show <id>` for one session''s statement log)')
+            [CompletionResult]::new('ssh', 'ssh', [CompletionResultType]::ParameterValue, 'Open a shell (or run a command after `--`) on an ssh connection, through the gateway')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Play an SSH session''s terminal recording (`--cast` prints the asciicast file instead)')
             [CompletionResult]::new('reviews', 'reviews', [CompletionResultType]::ParameterValue, 'List reviews: yours, those you may approve, or all (`show <id>` for one)')
             [CompletionResult]::new('approve', 'approve', [CompletionResultType]::ParameterValue, 'Approve a review (without an id, on a terminal: pick one)')
             [CompletionResult]::new('reject', 'reject', [CompletionResultType]::ParameterValue, 'Reject a review, saying why')
@@ -84,7 +86,7 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             break
         }
         'hoop;connect' {
-            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Local port; default 5433 for PostgreSQL (the next free one if taken)')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Local port; default 5433 for PostgreSQL, 2222 for SSH (the next free one if taken)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, '`json`: print one `ready` event with host, port, user, password and url')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, '`json`: print one `ready` event with host, port, user, password and url')
             [CompletionResult]::new('--reason', '--reason', [CompletionResultType]::ParameterName, 'Why you need access (when the connection needs an approved review)')
@@ -149,6 +151,24 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             break
         }
         'hoop;sessions;help;help' {
+            break
+        }
+        'hoop;ssh' {
+            [CompletionResult]::new('--gateway', '--gateway', [CompletionResultType]::ParameterName, 'Gateway URL (default: the one you last logged in to)')
+            [CompletionResult]::new('-t', '-t', [CompletionResultType]::ParameterName, 'Ask for a terminal even when running a command (like `ssh -t`)')
+            [CompletionResult]::new('--tty', '--tty', [CompletionResultType]::ParameterName, 'Ask for a terminal even when running a command (like `ssh -t`)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'hoop;replay' {
+            [CompletionResult]::new('--channel', '--channel', [CompletionResultType]::ParameterName, 'Which channel''s recording, when a session has several (default: the first)')
+            [CompletionResult]::new('--speed', '--speed', [CompletionResultType]::ParameterName, 'Play this many times faster')
+            [CompletionResult]::new('--idle-limit', '--idle-limit', [CompletionResultType]::ParameterName, 'Shorten every pause to at most this many seconds')
+            [CompletionResult]::new('--gateway', '--gateway', [CompletionResultType]::ParameterName, 'Gateway URL (default: the one you last logged in to)')
+            [CompletionResult]::new('--cast', '--cast', [CompletionResultType]::ParameterName, 'Print the asciicast v2 file to stdout instead of playing it')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'hoop;reviews' {
@@ -278,6 +298,8 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Open a local port that tunnels to a connection through the gateway')
             [CompletionResult]::new('exec', 'exec', [CompletionResultType]::ParameterValue, 'Run a statement on a connection without a tunnel (CI, scripts, agents); never prompts')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List recorded sessions (`show <id>` for one session''s statement log)')
+            [CompletionResult]::new('ssh', 'ssh', [CompletionResultType]::ParameterValue, 'Open a shell (or run a command after `--`) on an ssh connection, through the gateway')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Play an SSH session''s terminal recording (`--cast` prints the asciicast file instead)')
             [CompletionResult]::new('reviews', 'reviews', [CompletionResultType]::ParameterValue, 'List reviews: yours, those you may approve, or all (`show <id>` for one)')
             [CompletionResult]::new('approve', 'approve', [CompletionResultType]::ParameterValue, 'Approve a review (without an id, on a terminal: pick one)')
             [CompletionResult]::new('reject', 'reject', [CompletionResultType]::ParameterValue, 'Reject a review, saying why')
@@ -311,6 +333,12 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
             break
         }
         'hoop;help;sessions;show' {
+            break
+        }
+        'hoop;help;ssh' {
+            break
+        }
+        'hoop;help;replay' {
             break
         }
         'hoop;help;reviews' {

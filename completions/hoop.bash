@@ -49,6 +49,9 @@ _hoop() {
             hoop,reject)
                 cmd="hoop__subcmd__reject"
                 ;;
+            hoop,replay)
+                cmd="hoop__subcmd__replay"
+                ;;
             hoop,reviews)
                 cmd="hoop__subcmd__reviews"
                 ;;
@@ -57,6 +60,9 @@ _hoop() {
                 ;;
             hoop,sessions)
                 cmd="hoop__subcmd__sessions"
+                ;;
+            hoop,ssh)
+                cmd="hoop__subcmd__ssh"
                 ;;
             hoop,whoami)
                 cmd="hoop__subcmd__whoami"
@@ -118,6 +124,9 @@ _hoop() {
             hoop__subcmd__help,reject)
                 cmd="hoop__subcmd__help__subcmd__reject"
                 ;;
+            hoop__subcmd__help,replay)
+                cmd="hoop__subcmd__help__subcmd__replay"
+                ;;
             hoop__subcmd__help,reviews)
                 cmd="hoop__subcmd__help__subcmd__reviews"
                 ;;
@@ -126,6 +135,9 @@ _hoop() {
                 ;;
             hoop__subcmd__help,sessions)
                 cmd="hoop__subcmd__help__subcmd__sessions"
+                ;;
+            hoop__subcmd__help,ssh)
+                cmd="hoop__subcmd__help__subcmd__ssh"
                 ;;
             hoop__subcmd__help,whoami)
                 cmd="hoop__subcmd__help__subcmd__whoami"
@@ -179,7 +191,7 @@ _hoop() {
 
     case "${cmd}" in
         hoop)
-            opts="-h -V --gateway --help --version login logout whoami connections ls connect exec sessions reviews approve reject revoke withdraw audit completion help"
+            opts="-h -V --gateway --help --version login logout whoami connections ls connect exec sessions ssh replay reviews approve reject revoke withdraw audit completion help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -541,7 +553,7 @@ _hoop() {
             return 0
             ;;
         hoop__subcmd__help)
-            opts="login logout whoami connections connect exec sessions reviews approve reject revoke withdraw audit completion help"
+            opts="login logout whoami connections connect exec sessions ssh replay reviews approve reject revoke withdraw audit completion help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -736,6 +748,20 @@ _hoop() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        hoop__subcmd__help__subcmd__replay)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         hoop__subcmd__help__subcmd__reviews)
             opts="show"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -795,6 +821,20 @@ _hoop() {
         hoop__subcmd__help__subcmd__sessions__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hoop__subcmd__help__subcmd__ssh)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -886,6 +926,36 @@ _hoop() {
             fi
             case "${prev}" in
                 --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --gateway)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hoop__subcmd__replay)
+            opts="-h --channel --speed --idle-limit --cast --gateway --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --channel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --speed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1123,6 +1193,24 @@ _hoop() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --gateway)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hoop__subcmd__ssh)
+            opts="-t -h --tty --gateway --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --gateway)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -98,6 +98,35 @@ impl Gateway {
         })
     }
 
+    /// GET a text body (a terminal recording) with a bearer token; errors as for [`Self::get`].
+    pub async fn get_text(&self, path: &str, bearer: &str) -> CliResult<String> {
+        let resp = self
+            .client
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .map_err(|e| self.client.explain(&self.url, &e))?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = serde_json::from_str::<hoop_shared::api::ApiError>(&body)
+            .map(|e| e.message)
+            .unwrap_or_else(|_| format!("HTTP {status}"));
+        Err(match status.as_u16() {
+            401 => CliError::new(
+                Exit::NotAuthenticated,
+                format!("{message} (run `hoop login`)"),
+            ),
+            403 => CliError::new(Exit::AccessDenied, message),
+            404 => CliError::new(Exit::NotFound, message),
+            _ => CliError::new(Exit::Internal, format!("the gateway failed: {message}")),
+        })
+    }
+
     /// True if `url` is served by this gateway (same origin), so the gateway's trust applies.
     pub fn same_origin(&self, url: &str) -> bool {
         url == self.url || url.starts_with(&format!("{}/", self.url))

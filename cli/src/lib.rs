@@ -58,6 +58,10 @@ pub enum Command {
     Exec(commands::exec::ExecArgs),
     /// List recorded sessions (`show <id>` for one session's statement log).
     Sessions(commands::sessions::SessionsArgs),
+    /// Open a shell (or run a command after `--`) on an ssh connection, through the gateway.
+    Ssh(commands::ssh::SshArgs),
+    /// Play an SSH session's terminal recording (`--cast` prints the asciicast file instead).
+    Replay(commands::replay::ReplayArgs),
     /// List reviews: yours, those you may approve, or all (`show <id>` for one).
     Reviews(commands::reviews::ReviewsArgs),
     /// Approve a review (without an id, on a terminal: pick one).
@@ -190,6 +194,8 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Connect(args) => commands::connect::run(&ctx, args).await,
         Command::Exec(args) => commands::exec::run(&ctx, args).await,
         Command::Sessions(args) => commands::sessions::run(&ctx, args).await,
+        Command::Replay(args) => commands::replay::run(&ctx, args).await,
+        Command::Ssh(args) => commands::ssh::run(&ctx, args).await,
         Command::Reviews(args) => commands::reviews::run(&ctx, args).await,
         Command::Approve(args) => commands::reviews::approve(&ctx, args).await,
         Command::Reject(args) => commands::reviews::reject(&ctx, args).await,

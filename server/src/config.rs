@@ -32,6 +32,10 @@ pub struct Config {
     /// Named masking rule sets, attached to connections by name.
     #[serde(default)]
     pub masking: Vec<crate::policy::masking::MaskingConfig>,
+    /// Named shell-command rule sets for `ssh` connections (exec commands, scp), attached by
+    /// name through a connection's `guardrails`.
+    #[serde(default)]
+    pub shell_guardrails: Vec<crate::policy::shell::ShellGuardrailConfig>,
     /// How long recordings and audit payloads are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
@@ -303,6 +307,26 @@ pub struct ConnectionConfig {
     /// Just-in-time reviews: access windows and statements that need a second person.
     #[serde(default)]
     pub review: Option<ReviewConfig>,
+    /// SSH: the private key the gateway logs in with (OpenSSH or PEM format), from a file or
+    /// the environment; never echoed. Give this or `password`.
+    #[serde(default)]
+    pub private_key: Option<SecretRef>,
+    /// SSH: the target's host key, pinned: a known_hosts line (`host ssh-ed25519 AAAA...`), a
+    /// bare public key (`ssh-ed25519 AAAA...`) or a fingerprint (`SHA256:...`). Required: the
+    /// gateway refuses a target whose key is not pinned or differs from the pin.
+    #[serde(default)]
+    pub host_key: Option<String>,
+    /// SSH: environment variables a client may set (`env` requests); a trailing `*` matches a
+    /// prefix. Default `LANG`, `LC_*`.
+    #[serde(default)]
+    pub env_allow: Option<Vec<String>>,
+    /// SSH: allow local port forwarding (`ssh -L`, direct-tcpip channels). Default off.
+    #[serde(default)]
+    pub allow_port_forwarding: bool,
+    /// SSH: also record terminal input (keystrokes) in the asciicast recording. Default off,
+    /// since passwords typed at prompts would be stored.
+    #[serde(default)]
+    pub record_input: bool,
 }
 
 /// `review = { ... }` on a connection.
@@ -518,6 +542,9 @@ impl Config {
             if let Some(SecretRef { file: Some(p), .. }) = c.password.as_mut() {
                 abs(p);
             }
+            if let Some(SecretRef { file: Some(p), .. }) = c.private_key.as_mut() {
+                abs(p);
+            }
         }
         for w in &mut self.webhooks {
             if let Some(p) = w.secret.file.as_mut() {
@@ -652,6 +679,21 @@ impl Config {
                     problems.push(format!("`{at}.password`: {e}"));
                 }
             }
+            if c.kind == ConnectionKind::Ssh {
+                problems.extend(crate::proxy::ssh::validate_connection(c, &at));
+            } else {
+                for (key, set) in [
+                    ("private_key", c.private_key.is_some()),
+                    ("host_key", c.host_key.is_some()),
+                    ("env_allow", c.env_allow.is_some()),
+                    ("allow_port_forwarding", c.allow_port_forwarding),
+                    ("record_input", c.record_input),
+                ] {
+                    if set {
+                        problems.push(format!("`{at}.{key}` applies only to ssh connections"));
+                    }
+                }
+            }
         }
         if let Err(e) = crate::policy::compile_all(self) {
             problems.push(e);
@@ -758,5 +800,55 @@ mod tests {
     fn bad_duration_is_explained() {
         let err = Config::parse("[auth]\nleeway='soon'\n").unwrap_err();
         assert!(err.contains("auth.leeway"), "{err}");
+    }
+
+    fn ssh(extra: &str) -> Vec<String> {
+        Config::parse(&format!(
+            "[[connections]]\nname='web'\ntype='ssh'\naddress='127.0.0.1:22'\nuser='deploy'\nallow=['eng']\n{extra}\n"
+        ))
+        .unwrap()
+        .validate()
+    }
+
+    #[test]
+    fn ssh_connections_need_a_credential_and_a_pinned_host_key() {
+        let p = ssh("");
+        assert!(p.iter().any(|m| m.contains("private_key")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("connections[0].host_key` is required")),
+            "{p:?}"
+        );
+        let p = ssh("password={env='HOOP_TEST_SSH_PW'}\nhost_key='SHA256:abc+/def'");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("HOOP_TEST_SSH_PW"), "{p:?}");
+        let p = ssh("password={env='PATH'}\nhost_key='not a key'");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("host_key`: not a known_hosts line")),
+            "{p:?}"
+        );
+        let p = ssh(
+            "password={env='PATH'}\nhost_key='[web]:22,10.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl'",
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let p = ssh("password={env='PATH'}\nhost_key='SHA256:abc'\nprivate_key={env='PATH'}");
+        assert!(p.iter().any(|m| m.contains("not both")), "{p:?}");
+        let p = ssh("private_key={env='PATH'}\nhost_key='SHA256:abc'");
+        assert!(
+            p.iter().any(|m| m.contains("private_key`: not a usable")),
+            "{p:?}"
+        );
+        // ssh-only keys on a postgres connection are named.
+        let c = Config::parse(
+            "[[connections]]\nname='db'\ntype='postgres'\naddress='x:1'\ndatabase='d'\nuser='u'\nallow=['a']\nhost_key='SHA256:x'\n",
+        )
+        .unwrap();
+        let p = c.validate();
+        assert!(
+            p.iter()
+                .any(|m| m.contains("host_key` applies only to ssh")),
+            "{p:?}"
+        );
     }
 }

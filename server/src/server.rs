@@ -161,6 +161,14 @@ impl Gateway {
             .await
             .context("the audit log cannot be written; refusing to start")?;
         let policies = crate::policy::compile_all(&config).map_err(anyhow::Error::msg)?;
+        if config
+            .connections
+            .iter()
+            .any(|c| c.kind == crate::config::ConnectionKind::Ssh)
+        {
+            let fp = crate::proxy::ssh::prepare(&data_dir).map_err(anyhow::Error::msg)?;
+            tracing::info!(fingerprint = %fp, "SSH host key of the gateway");
+        }
         crate::webhooks::start(store.clone(), &config.webhooks)?;
         crate::audit::retention::start(store.clone(), audit.clone(), config.retention.clone());
         let recorder = crate::recording::Recorder::start_with(

@@ -16,4 +16,5 @@ mod identity;
 mod policy;
 mod postgres;
 mod reviews;
+mod ssh;
 mod tls;

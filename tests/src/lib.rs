@@ -9,6 +9,8 @@
 //! * [`jwt`]: minting tokens with the provider's committed test key (and with wrong keys,
 //!   wrong algorithms, no signature) for negative tests.
 //! * [`postgres`]: a throwaway PostgreSQL cluster on a loopback port.
+//! * [`sshd`]: a real OpenSSH sshd on a loopback port, and the OpenSSH clients driven with a
+//!   password through `SSH_ASKPASS`.
 //!
 //! Everything here is test code: panicking helpers are acceptable.
 #![allow(
@@ -23,6 +25,7 @@ pub mod jwt;
 pub mod oidc;
 pub mod postgres;
 pub mod proc;
+pub mod sshd;
 
 pub use gateway::{CliUser, Gateway, LoginPrompt};
 pub use jwt::Signer;

@@ -22,7 +22,7 @@ use crate::ui::{OutputFormat, note, out};
 pub struct ConnectArgs {
     /// The connection (see `hoop connections`).
     pub name: String,
-    /// Local port; default 5433 for PostgreSQL (the next free one if taken).
+    /// Local port; default 5433 for PostgreSQL, 2222 for SSH (the next free one if taken).
     #[arg(long)]
     pub port: Option<u16>,
     /// `json`: print one `ready` event with host, port, user, password and url.
@@ -141,6 +141,24 @@ fn pg_fatal(message: &str) -> Vec<u8> {
     msg
 }
 
+/// What `hoop connect` prints for an ssh connection: the command, the one-time password, and an
+/// ssh_config block (so scp, sftp and rsync work by host name). `HostKeyAlias` keeps one
+/// known_hosts entry for the gateway whatever local port the tunnel gets.
+fn ssh_instructions(name: &str, port: u16, secret: &str) -> String {
+    format!(
+        "ssh -p {port} hoop@127.0.0.1\n\
+         # password (one-time, for this tunnel): {secret}\n\
+         # scp -P {port} FILE hoop@127.0.0.1:/tmp/   ·   sftp -P {port} hoop@127.0.0.1\n\
+         # or add to ~/.ssh/config and use `ssh {name}.hoop`:\n\
+         Host {name}.hoop\n  \
+         HostName 127.0.0.1\n  \
+         Port {port}\n  \
+         User hoop\n  \
+         HostKeyAlias hoop-gateway\n  \
+         PreferredAuthentications password\n"
+    )
+}
+
 /// Runs `hoop connect`.
 pub async fn run(ctx: &Ctx, args: ConnectArgs) -> CliResult<()> {
     let gw = ctx.gateway()?;
@@ -206,6 +224,7 @@ pub async fn run(ctx: &Ctx, args: ConnectArgs) -> CliResult<()> {
         "postgres" => {
             format!("postgres://hoop:{secret}@127.0.0.1:{port}/{database}?sslmode=disable")
         }
+        "ssh" => format!("ssh://hoop@127.0.0.1:{port}"),
         _ => format!("tcp://127.0.0.1:{port}"),
     };
     match args.output {
@@ -220,7 +239,11 @@ pub async fn run(ctx: &Ctx, args: ConnectArgs) -> CliResult<()> {
                 conn.name, conn.kind, gw.url
             ));
             note("Connect with:");
-            out(&format!("psql \"{url}\"\n"))?;
+            if conn.kind == "ssh" {
+                out(&ssh_instructions(&conn.name, port, &secret))?;
+            } else {
+                out(&format!("psql \"{url}\"\n"))?;
+            }
         }
     }
 

@@ -7,6 +7,8 @@ pub mod connections;
 pub mod exec;
 pub mod login;
 pub mod logout;
+pub mod replay;
 pub mod reviews;
 pub mod sessions;
+pub mod ssh;
 pub mod whoami;

@@ -32,6 +32,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/sessions", get(list))
         .route("/api/v1/sessions/{id}", get(show))
         .route("/api/v1/sessions/{id}/statements", get(statements))
+        .route("/api/v1/sessions/{id}/cast", get(cast))
 }
 
 /// `?user=&connection=&since=&until=&verdict=&limit=`; strings so a bad value gets our own error
@@ -51,6 +52,12 @@ struct ListQuery {
 struct PageQuery {
     after: Option<String>,
     limit: Option<String>,
+}
+
+/// `?channel=N` picks one terminal recording of a session (default: the first).
+#[derive(Debug, Default, Deserialize)]
+struct CastQuery {
+    channel: Option<String>,
 }
 
 /// True when the caller reads every session.
@@ -262,6 +269,61 @@ async fn statements(
     session_statements(s.store.as_ref(), &s.config.auth, &id, &session, q)
         .await
         .map(Json)
+}
+
+/// `GET /api/v1/sessions/{id}/cast`: a terminal recording (asciicast v2) of an SSH session,
+/// under the same access rules as the session itself.
+async fn cast(
+    State(s): State<AppState>,
+    Caller(id): Caller,
+    Path(session): Path<String>,
+    q: Result<Query<CastQuery>, QueryRejection>,
+) -> Result<axum::response::Response, ApiFailure> {
+    let q = query(q)?;
+    visible_session(s.store.as_ref(), &s.config.auth, &id, &session).await?;
+    let want = match given(q.channel) {
+        None => None,
+        Some(v) => Some(
+            v.parse::<u32>()
+                .map_err(|_| bad_request(format!("channel must be a number, got {v:?}")))?,
+        ),
+    };
+    let casts = s
+        .store
+        .casts_of(&session)
+        .await
+        .map_err(ApiFailure::internal)?;
+    let channels: Vec<String> = casts.iter().map(|(c, _)| c.to_string()).collect();
+    let found = casts
+        .into_iter()
+        .find(|(c, _)| want.is_none_or(|w| w == *c));
+    let Some((channel, data)) = found else {
+        return Err(ApiFailure::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &if channels.is_empty() {
+                "this session has no terminal recording (only SSH shell and exec channels are recorded)".to_string()
+            } else {
+                format!(
+                    "no such channel; recorded channels: {}",
+                    channels.join(", ")
+                )
+            },
+        ));
+    };
+    let mut resp = axum::response::Response::new(axum::body::Body::from(data));
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-asciicast"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&channel.to_string()) {
+        headers.insert("x-hoop-channel", v);
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&channels.join(",")) {
+        headers.insert("x-hoop-channels", v);
+    }
+    Ok(resp)
 }
 
 #[cfg(test)]

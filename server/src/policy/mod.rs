@@ -9,6 +9,7 @@ use serde::Serialize;
 
 pub mod guardrails;
 pub mod masking;
+pub mod shell;
 pub mod sql;
 
 /// What happens to a command.
@@ -67,6 +68,8 @@ pub struct Policy {
     /// Statement classes (`write`, `ddl`, `all`) and guardrail rules whose statements are held
     /// for review instead of running (or being blocked).
     review: Vec<String>,
+    /// Shell-command rules (SSH connections).
+    shell: Option<shell::ShellGuardrails>,
     /// Statements already judged `Allow`, so the same statement (or one of the same shape) is not
     /// parsed again on every execution.
     allowed: Mutex<AllowCache>,
@@ -150,8 +153,40 @@ impl Policy {
             guardrails,
             masker,
             review: review.to_vec(),
+            shell: None,
             allowed: Mutex::default(),
         })
+    }
+
+    /// Compiles an SSH connection's policy: its `guardrails` name shell rule sets
+    /// (`[[shell_guardrails]]` or the built-in `no-destructive`); masking is as for databases.
+    pub fn compile_shell(
+        guardrail_names: &[String],
+        masking_names: &[String],
+        declared_shell: &[shell::ShellGuardrailConfig],
+        declared_masking: &[masking::MaskingConfig],
+    ) -> Result<Policy, String> {
+        let mut p = Policy::compile(&[], masking_names, &[], declared_masking, &[])?;
+        if !guardrail_names.is_empty() {
+            p.shell = Some(shell::ShellGuardrails::resolve(
+                guardrail_names,
+                declared_shell,
+            )?);
+        }
+        Ok(p)
+    }
+
+    /// Judges a shell command line (SSH exec, scp).
+    pub fn check_command(&self, line: &str) -> Verdict {
+        match &self.shell {
+            Some(s) => s.check(line),
+            None => Verdict::Allow,
+        }
+    }
+
+    /// The compiled masker, for adapters that mask streams (terminal output).
+    pub fn masker(&self) -> Option<&masking::Masker> {
+        self.masker.as_ref().filter(|m| m.has_detectors())
     }
 
     /// Judges one command (a whole simple-protocol query string, or one Parse). `prepared`
@@ -305,8 +340,20 @@ pub fn compile_all(
     config: &crate::config::Config,
 ) -> Result<std::collections::HashMap<String, std::sync::Arc<Policy>>, String> {
     guardrails::Guardrails::validate(&config.guardrails)?;
+    shell::ShellGuardrails::validate(&config.shell_guardrails)?;
     let mut out = std::collections::HashMap::new();
     for c in &config.connections {
+        if c.kind == crate::config::ConnectionKind::Ssh {
+            let p = Policy::compile_shell(
+                &c.guardrails,
+                &c.masking,
+                &config.shell_guardrails,
+                &config.masking,
+            )
+            .map_err(|e| format!("connection {:?}: {e}", c.name))?;
+            out.insert(c.name.clone(), std::sync::Arc::new(p));
+            continue;
+        }
         let review = c
             .review
             .as_ref()

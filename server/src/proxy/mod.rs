@@ -3,3 +3,4 @@
 //! module never reaches into another.
 
 pub mod postgres;
+pub mod ssh;

@@ -363,6 +363,23 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<StatementRecord>, StoreError>;
 
+    /// Appends chunk `seq` of a channel's terminal recording (asciicast v2 text).
+    async fn cast_append(
+        &self,
+        _session_id: &str,
+        _channel: u32,
+        _seq: u64,
+        _data: &[u8],
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Corrupt(
+            "this store keeps no terminal recordings".into(),
+        ))
+    }
+    /// A session's terminal recordings, one whole cast per channel, in channel order.
+    async fn casts_of(&self, _session_id: &str) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Files a review in state `pending`; returns its id.
     async fn review_create(&self, review: &NewReview) -> Result<ReviewId, StoreError>;
     /// One review with its decisions.

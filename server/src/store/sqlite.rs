@@ -830,6 +830,42 @@ impl Store for SqliteStore {
         rows.iter().map(statement_from_row).collect()
     }
 
+    async fn cast_append(
+        &self,
+        session_id: &str,
+        channel: u32,
+        seq: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO casts (session_id, channel, seq, data) VALUES (?, ?, ?, ?)")
+            .bind(session_id)
+            .bind(i64::from(channel))
+            .bind(to_db(seq))
+            .bind(data)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn casts_of(&self, session_id: &str) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT channel, data FROM casts WHERE session_id = ? ORDER BY channel, seq",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<(u32, Vec<u8>)> = Vec::new();
+        for (channel, data) in rows {
+            let channel = u32::try_from(channel)
+                .map_err(|_| StoreError::Corrupt(format!("cast channel {channel}")))?;
+            match out.last_mut() {
+                Some((c, buf)) if *c == channel => buf.extend_from_slice(&data),
+                _ => out.push((channel, data)),
+            }
+        }
+        Ok(out)
+    }
+
     async fn review_create(&self, r: &NewReview) -> Result<ReviewId, StoreError> {
         let res = sqlx::query(
             "INSERT INTO reviews (kind, connection, requester, requester_name, reason, statement, \

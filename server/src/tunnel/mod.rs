@@ -216,7 +216,7 @@ pub async fn handle_connect<B: Send + 'static>(
                 let io = TokioIo::new(upgraded);
                 match ctx.connection.kind {
                     ConnectionKind::Postgres => crate::proxy::postgres::serve(io, ctx).await,
-                    ConnectionKind::Ssh => tracing::warn!("ssh connections are not served yet"),
+                    ConnectionKind::Ssh => crate::proxy::ssh::serve(io, ctx).await,
                 }
             }
             Err(e) => tracing::debug!(error = %e, "tunnel upgrade failed"),

@@ -1,0 +1,627 @@
+//! One relayed channel: two pumps (client → target, target → client) that forward every
+//! message, apply the exec guardrails and the output masking on the way, and report what they
+//! saw to the session task as [`Note`]s. Each direction has its own task so a full window on one
+//! side never stalls the other.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::russh_glue::{
+    BackReader, BackWriter, FromClient, FromTarget, FrontReader, FrontWriter, PendingChannel,
+    Target,
+};
+use super::session::now_ms;
+use super::sftp::SftpDecoder;
+use crate::policy::shell::TypedLines;
+use crate::policy::{Policy, Verdict, masking};
+use crate::tunnel::TunnelContext;
+
+/// How long output may wait in the masker for the rest of a token before it is sent anyway
+/// (an interactive echo must not lag).
+const MASK_IDLE_FLUSH: Duration = Duration::from_millis(25);
+/// How long the target may take to close a channel the client closed.
+const TARGET_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// What a channel reports to the session task.
+pub(super) enum Note {
+    /// An exec request and its verdict.
+    Exec {
+        channel: u32,
+        text: String,
+        verdict: Verdict,
+        at_ms: i64,
+    },
+    /// The command's exit.
+    Exit {
+        channel: u32,
+        status: Option<u32>,
+        signal: Option<String>,
+    },
+    /// A line typed into an interactive shell (heuristic).
+    Typed { text: String, at_ms: i64 },
+    /// An SFTP operation.
+    Sftp { text: String, at_ms: i64 },
+    /// A terminal recording starts (pty size, or 80x24 without a pty).
+    CastStart { channel: u32, cols: u32, rows: u32 },
+    /// Output as the client saw it (masked), or input when `record_input` is on.
+    Cast {
+        channel: u32,
+        input: bool,
+        data: Bytes,
+    },
+    /// The terminal was resized.
+    CastResize { channel: u32, cols: u32, rows: u32 },
+    /// The channel closed: its totals.
+    Closed {
+        channel: u32,
+        up: u64,
+        down: u64,
+        masked: masking::MaskCounts,
+    },
+}
+
+/// What a channel needs from its session.
+pub(super) struct ChannelEnv {
+    pub number: u32,
+    pub ctx: Arc<TunnelContext>,
+    pub policy: Arc<Policy>,
+    pub notes: mpsc::Sender<Note>,
+}
+
+const MODE_NONE: u8 = 0;
+const MODE_SHELL: u8 = 1;
+const MODE_EXEC: u8 = 2;
+const MODE_SFTP: u8 = 3;
+/// scp's own protocol over exec (`scp -t`/`-f`): a file transfer, neither masked nor cast.
+const MODE_SCP: u8 = 4;
+
+/// State both pumps of one channel see.
+struct Shared {
+    /// The gateway answered the channel itself (a blocked exec): drop the target's close.
+    answered: AtomicBool,
+    mode: AtomicU8,
+    /// The target's last output looked like a password prompt: the next typed line is not
+    /// recorded.
+    secret_prompt: AtomicBool,
+    /// SFTP requests and replies, for the recording.
+    sftp: std::sync::Mutex<SftpDecoder>,
+    /// Bytes from the target.
+    down: AtomicU64,
+    /// Values masked in this channel's output.
+    masked: std::sync::Mutex<masking::MaskCounts>,
+}
+
+impl Shared {
+    fn sftp(&self) -> std::sync::MutexGuard<'_, SftpDecoder> {
+        self.sftp.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn env_allowed(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => p == name,
+    })
+}
+
+/// Relays one session channel.
+pub(super) async fn session_channel(pending: PendingChannel, target: Arc<Target>, env: ChannelEnv) {
+    let (back_r, back_w) = match target.open_session().await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open a channel on the target");
+            pending.reject().await;
+            return;
+        }
+    };
+    let (front_r, front_w) = pending.accept().await;
+    let shared = Arc::new(Shared {
+        answered: AtomicBool::new(false),
+        mode: AtomicU8::new(MODE_NONE),
+        secret_prompt: AtomicBool::new(false),
+        sftp: std::sync::Mutex::new(SftpDecoder::new()),
+        down: AtomicU64::new(0),
+        masked: std::sync::Mutex::new(masking::MaskCounts::default()),
+    });
+    let front_w = Arc::new(front_w);
+    let back_w = Arc::new(back_w);
+    let env = Arc::new(env);
+    let mut up = tokio::spawn(client_to_target(
+        front_r,
+        back_w.clone(),
+        front_w.clone(),
+        env.clone(),
+        shared.clone(),
+    ));
+    let down = target_to_client(back_r, front_w, env.clone(), shared.clone());
+    tokio::pin!(down);
+    let up = tokio::select! {
+        () = &mut down => up.await.unwrap_or(0),
+        u = &mut up => {
+            // The client closed the channel: the target gets a moment to close its side (none
+            // when the gateway answered the channel itself).
+            let grace = if shared.answered.load(Ordering::Relaxed) {
+                Duration::from_millis(200)
+            } else {
+                TARGET_CLOSE_GRACE
+            };
+            if tokio::time::timeout(grace, &mut down).await.is_err() {
+                tracing::debug!("the target did not close the channel; dropping it");
+            }
+            u.unwrap_or(0)
+        }
+    };
+    let _ = back_w.close().await;
+    let down = shared.down.load(Ordering::Relaxed);
+    let masked = std::mem::take(&mut *shared.masked.lock().unwrap_or_else(|p| p.into_inner()));
+    let _ = env
+        .notes
+        .send(Note::Closed {
+            channel: env.number,
+            up,
+            down,
+            masked,
+        })
+        .await;
+}
+
+async fn client_to_target(
+    mut from: FrontReader,
+    to: Arc<BackWriter>,
+    front: Arc<FrontWriter>,
+    env: Arc<ChannelEnv>,
+    shared: Arc<Shared>,
+) -> u64 {
+    let mut bytes = 0u64;
+    let mut typed = TypedLines::new();
+    let env_allow: Vec<String> = env
+        .ctx
+        .connection
+        .env_allow
+        .clone()
+        .unwrap_or_else(|| vec!["LANG".into(), "LC_*".into()]);
+    let record_input = env.ctx.connection.record_input;
+    let mut size = (80u32, 24u32);
+    while let Some(msg) = from.next().await {
+        let r = match msg {
+            FromClient::Data(data) => {
+                bytes += data.len() as u64;
+                if record_input && casting(&shared) {
+                    let _ = env
+                        .notes
+                        .send(Note::Cast {
+                            channel: env.number,
+                            input: true,
+                            data: data.clone(),
+                        })
+                        .await;
+                }
+                match shared.mode.load(Ordering::Relaxed) {
+                    MODE_SHELL => {
+                        for line in typed.push(&data) {
+                            let hidden = shared.secret_prompt.swap(false, Ordering::Relaxed);
+                            let text = if hidden {
+                                "<input at a password prompt, not recorded>".to_string()
+                            } else {
+                                mask_line(&env.policy, &line)
+                            };
+                            let _ = env
+                                .notes
+                                .send(Note::Typed {
+                                    text,
+                                    at_ms: now_ms(),
+                                })
+                                .await;
+                        }
+                    }
+                    MODE_SFTP => {
+                        let ops = shared.sftp().push_request(&data);
+                        for op in ops {
+                            let _ = env
+                                .notes
+                                .send(Note::Sftp {
+                                    text: op,
+                                    at_ms: now_ms(),
+                                })
+                                .await;
+                        }
+                    }
+                    _ => {}
+                }
+                if shared.answered.load(Ordering::Relaxed) {
+                    Ok(())
+                } else {
+                    to.data(data).await
+                }
+            }
+            FromClient::Eof => to.eof().await,
+            FromClient::Close => {
+                let _ = to.close().await;
+                break;
+            }
+            FromClient::Pty(p) => {
+                size = (p.cols, p.rows);
+                to.pty(&p).await
+            }
+            FromClient::Shell => {
+                shared.mode.store(MODE_SHELL, Ordering::Relaxed);
+                cast_start(&env, size).await;
+                to.shell().await
+            }
+            FromClient::Exec(command) => {
+                let text = String::from_utf8_lossy(&command).into_owned();
+                let verdict = env.policy.check_command(&text);
+                let _ = env
+                    .notes
+                    .send(Note::Exec {
+                        channel: env.number,
+                        text: text.clone(),
+                        verdict: verdict.clone(),
+                        at_ms: now_ms(),
+                    })
+                    .await;
+                match verdict {
+                    Verdict::Block { rule, reason } => {
+                        shared.answered.store(true, Ordering::Relaxed);
+                        let line = format!(
+                            "hoop: blocked by guardrail {rule}: {reason}; the command was not run\r\n"
+                        );
+                        let _ = front.success().await;
+                        let _ = front.stderr(1, Bytes::from(line)).await;
+                        let _ = front.exit_status(super::BLOCKED_STATUS).await;
+                        let _ = front.eof().await;
+                        let _ = front.close().await;
+                        let _ = to.close().await;
+                        Ok(())
+                    }
+                    _ => {
+                        let scp = crate::policy::shell::split_commands(&text)
+                            .ok()
+                            .and_then(|c| c.first().map(|c| c.program == "scp"))
+                            .unwrap_or(false);
+                        if scp {
+                            shared.mode.store(MODE_SCP, Ordering::Relaxed);
+                        } else {
+                            shared.mode.store(MODE_EXEC, Ordering::Relaxed);
+                            cast_start(&env, size).await;
+                        }
+                        to.exec(command).await
+                    }
+                }
+            }
+            FromClient::Subsystem(name) => {
+                if name == "sftp" {
+                    shared.mode.store(MODE_SFTP, Ordering::Relaxed);
+                }
+                to.subsystem(&name).await
+            }
+            FromClient::Env(name, value) => {
+                if env_allowed(&env_allow, &name) {
+                    to.env(&name, &value).await
+                } else {
+                    tracing::debug!(variable = %name, "env request not on the allow-list; dropped");
+                    Ok(())
+                }
+            }
+            FromClient::WindowChange(c, r, pw, ph) => {
+                size = (c, r);
+                if casting(&shared) {
+                    let _ = env
+                        .notes
+                        .send(Note::CastResize {
+                            channel: env.number,
+                            cols: c,
+                            rows: r,
+                        })
+                        .await;
+                }
+                to.window_change(c, r, pw, ph).await
+            }
+            FromClient::Signal(s) => to.signal(s).await,
+            FromClient::Unsupported(what) => {
+                tracing::debug!(request = what, "refused an unsupported channel request");
+                front.failure().await
+            }
+        };
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "target channel gone");
+            break;
+        }
+    }
+    bytes
+}
+
+fn casting(shared: &Shared) -> bool {
+    matches!(shared.mode.load(Ordering::Relaxed), MODE_SHELL | MODE_EXEC)
+}
+
+async fn cast_start(env: &ChannelEnv, (cols, rows): (u32, u32)) {
+    let _ = env
+        .notes
+        .send(Note::CastStart {
+            channel: env.number,
+            cols,
+            rows,
+        })
+        .await;
+}
+
+/// Sends output to the client (stdout, or the extended stream `ext`) and to the recording.
+async fn emit(
+    to: &FrontWriter,
+    env: &ChannelEnv,
+    shared: &Shared,
+    ext: Option<u32>,
+    data: Bytes,
+) -> Result<(), String> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    if casting(shared) {
+        let _ = env
+            .notes
+            .send(Note::Cast {
+                channel: env.number,
+                input: false,
+                data: data.clone(),
+            })
+            .await;
+    }
+    match ext {
+        None => to.data(data).await,
+        Some(e) => to.stderr(e, data).await,
+    }
+}
+
+fn mask_line(policy: &Policy, line: &str) -> String {
+    let mut out = Vec::new();
+    let mut counts = masking::MaskCounts::default();
+    if policy.mask_text(line.as_bytes(), &mut out, &mut counts) {
+        String::from_utf8_lossy(&out).into_owned()
+    } else {
+        line.to_string()
+    }
+}
+
+fn looks_like_secret_prompt(out: &[u8]) -> bool {
+    let tail = out.get(out.len().saturating_sub(64)..).unwrap_or(out);
+    let text = String::from_utf8_lossy(tail).to_ascii_lowercase();
+    let t = text.trim_end();
+    t.ends_with("password:")
+        || t.ends_with("passphrase:")
+        || t.ends_with("password for")
+        || t.ends_with("pin:")
+        || (t.contains("password") && t.ends_with(':'))
+}
+
+/// Masks one output stream; holds a token's tail between reads.
+struct OutMask {
+    stream: masking::StreamMasker,
+}
+
+impl OutMask {
+    fn push(&mut self, policy: &Policy, data: &[u8], counts: &mut masking::MaskCounts) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len());
+        match policy.masker() {
+            Some(m) => self.stream.push(m, data, &mut out, counts),
+            None => out.extend_from_slice(data),
+        }
+        out
+    }
+
+    fn flush(&mut self, policy: &Policy, counts: &mut masking::MaskCounts) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some(m) = policy.masker() {
+            self.stream.finish(m, &mut out, counts);
+        }
+        out
+    }
+
+    fn held(&self) -> bool {
+        self.stream.held() > 0
+    }
+}
+
+async fn target_to_client(
+    mut from: BackReader,
+    to: Arc<FrontWriter>,
+    env: Arc<ChannelEnv>,
+    shared: Arc<Shared>,
+) {
+    let mut counts = masking::MaskCounts::default();
+    let mut out_mask = OutMask {
+        stream: masking::StreamMasker::new(),
+    };
+    let mut err_mask = OutMask {
+        stream: masking::StreamMasker::new(),
+    };
+    let policy = env.policy.clone();
+    let masking_on = policy.masker().is_some();
+    let mut status: Option<u32> = None;
+    let mut signal: Option<String> = None;
+    loop {
+        let pending = masking_on && (out_mask.held() || err_mask.held());
+        let msg = if pending {
+            match tokio::time::timeout(MASK_IDLE_FLUSH, from.next()).await {
+                Ok(m) => m,
+                Err(_) => {
+                    let o = out_mask.flush(&policy, &mut counts);
+                    let e = err_mask.flush(&policy, &mut counts);
+                    if emit(&to, &env, &shared, None, Bytes::from(o))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    if emit(&to, &env, &shared, Some(1), Bytes::from(e))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            from.next().await
+        };
+        let Some(msg) = msg else { break };
+        let answered = shared.answered.load(Ordering::Relaxed);
+        let r = match msg {
+            FromTarget::Data(data) => {
+                shared.down.fetch_add(data.len() as u64, Ordering::Relaxed);
+                if shared.mode.load(Ordering::Relaxed) == MODE_SHELL {
+                    shared
+                        .secret_prompt
+                        .store(looks_like_secret_prompt(&data), Ordering::Relaxed);
+                }
+                let mode = shared.mode.load(Ordering::Relaxed);
+                if mode == MODE_SFTP {
+                    shared.sftp().push_response(&data);
+                }
+                // File transfers (sftp, scp) are binary: masking would corrupt files.
+                if mode == MODE_SFTP || mode == MODE_SCP {
+                    to.data(data).await
+                } else if !masking_on {
+                    emit(&to, &env, &shared, None, data).await
+                } else {
+                    let o = out_mask.push(&policy, &data, &mut counts);
+                    emit(&to, &env, &shared, None, Bytes::from(o)).await
+                }
+            }
+            FromTarget::Stderr(ext, data) => {
+                shared.down.fetch_add(data.len() as u64, Ordering::Relaxed);
+                if !masking_on || shared.mode.load(Ordering::Relaxed) == MODE_SCP {
+                    emit(&to, &env, &shared, Some(ext), data).await
+                } else {
+                    let e = err_mask.push(&policy, &data, &mut counts);
+                    emit(&to, &env, &shared, Some(ext), Bytes::from(e)).await
+                }
+            }
+            FromTarget::Eof => {
+                let o = out_mask.flush(&policy, &mut counts);
+                let e = err_mask.flush(&policy, &mut counts);
+                let _ = emit(&to, &env, &shared, None, Bytes::from(o)).await;
+                let _ = emit(&to, &env, &shared, Some(1), Bytes::from(e)).await;
+                to.eof().await
+            }
+            FromTarget::Close => {
+                if !answered {
+                    let _ = to.close().await;
+                }
+                break;
+            }
+            FromTarget::ExitStatus(s) => {
+                status = Some(s);
+                to.exit_status(s).await
+            }
+            FromTarget::ExitSignal {
+                signal: sig,
+                core_dumped,
+                message,
+            } => {
+                signal = Some(sig.name());
+                to.exit_signal(sig, core_dumped, message).await
+            }
+            FromTarget::Success => to.success().await,
+            FromTarget::Failure => to.failure().await,
+        };
+        if r.is_err() && !answered {
+            tracing::debug!("client channel gone");
+            break;
+        }
+    }
+    let mode = shared.mode.load(Ordering::Relaxed);
+    if mode == MODE_EXEC || mode == MODE_SCP || status.is_some() || signal.is_some() {
+        let _ = env
+            .notes
+            .send(Note::Exit {
+                channel: env.number,
+                status,
+                signal,
+            })
+            .await;
+    }
+    shared
+        .masked
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .merge(&counts);
+}
+
+/// Relays a direct-tcpip channel (`ssh -L`), allowed by the connection's config.
+pub(super) async fn direct_tcpip(
+    pending: PendingChannel,
+    target: Arc<Target>,
+    host: String,
+    port: u32,
+    origin: String,
+    origin_port: u32,
+    notes: mpsc::Sender<Note>,
+) {
+    let (mut back_r, back_w) = match target
+        .open_direct_tcpip(&host, port, &origin, origin_port)
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::debug!(error = %e, "direct-tcpip refused by the target");
+            pending.reject().await;
+            return;
+        }
+    };
+    let (mut front_r, front_w) = pending.accept().await;
+    let up = async {
+        let mut n = 0u64;
+        while let Some(m) = front_r.next().await {
+            match m {
+                FromClient::Data(d) => {
+                    n += d.len() as u64;
+                    if back_w.data(d).await.is_err() {
+                        break;
+                    }
+                }
+                FromClient::Eof => {
+                    let _ = back_w.eof().await;
+                }
+                FromClient::Close => break,
+                _ => {}
+            }
+        }
+        let _ = back_w.close().await;
+        n
+    };
+    let down = async {
+        let mut n = 0u64;
+        while let Some(m) = back_r.next().await {
+            match m {
+                FromTarget::Data(d) => {
+                    n += d.len() as u64;
+                    if front_w.data(d).await.is_err() {
+                        break;
+                    }
+                }
+                FromTarget::Eof => {
+                    let _ = front_w.eof().await;
+                }
+                FromTarget::Close => break,
+                _ => {}
+            }
+        }
+        let _ = front_w.close().await;
+        n
+    };
+    let (up, down) = tokio::join!(up, down);
+    let _ = notes
+        .send(Note::Closed {
+            channel: 0,
+            up,
+            down,
+            masked: masking::MaskCounts::default(),
+        })
+        .await;
+}

