@@ -68,7 +68,10 @@ async fn setup_with(workload: bool) -> Env {
             idp.issuer
         )
     };
-    let ssh = "[[connections]]\nname = \"web\"\ntype = \"ssh\"\naddress = \"127.0.0.1:1\"\nuser = \"deploy\"\nallow = [\"deploy\"]\n\n[[connections]]\nname = \"down\"\ntype = \"postgres\"\naddress = \"127.0.0.1:1\"\ndatabase = \"shop\"\nuser = \"app\"\nallow = [\"deploy\"]\n";
+    let ssh = format!(
+        "[[connections]]\nname = \"web\"\ntype = \"ssh\"\naddress = \"127.0.0.1:1\"\nuser = \"deploy\"\npassword = {{ file = \"{}\" }}\nhost_key = \"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU\"\nallow = [\"deploy\"]\n\n",
+        dir.path().join("pw").display()
+    ) + "[[connections]]\nname = \"down\"\ntype = \"postgres\"\naddress = \"127.0.0.1:1\"\ndatabase = \"shop\"\nuser = \"app\"\nallow = [\"deploy\"]\n";
     let gw = Gateway::start(&format!(
         "{}\n{ssh}\n{}{}{}{}",
         auth,

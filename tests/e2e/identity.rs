@@ -408,7 +408,25 @@ async fn api_keys_work_until_revoked() {
         .unwrap();
     assert_eq!(code(&out), NOT_AUTHENTICATED);
 
-    let events = gw.audit_events().await.unwrap();
+    // Refusals are audited without waiting for the commit: give the writer a moment.
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = gw.audit_events().await.unwrap();
+        let n = events
+            .iter()
+            .filter(|e| e["kind"] == "auth.rejected")
+            .filter(|e| {
+                matches!(
+                    e["details"]["reason"].as_str(),
+                    Some("api_key_revoked" | "api_key_unknown")
+                )
+            })
+            .count();
+        if n >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let reasons: Vec<&str> = events
         .iter()
         .filter(|e| e["kind"] == "auth.rejected")
