@@ -159,24 +159,28 @@ fn ssh_instructions(name: &str, port: u16, secret: &str) -> String {
     )
 }
 
+/// The connection called `name` among those the caller may use (exit 85 when there is none).
+pub(crate) async fn find_connection(
+    ctx: &Ctx,
+    gw: &Gateway,
+    store: &TokenStore,
+    name: &str,
+) -> CliResult<ConnectionInfo> {
+    let list: Vec<ConnectionInfo> =
+        authed_get(gw, store, ctx.token.as_deref(), "/api/v1/connections").await?;
+    list.into_iter().find(|c| c.name == name).ok_or_else(|| {
+        CliError::new(
+            Exit::NotFound,
+            format!("no connection named {name:?} that you may use; `hoop connections` lists them"),
+        )
+    })
+}
+
 /// Runs `hoop connect`.
 pub async fn run(ctx: &Ctx, args: ConnectArgs) -> CliResult<()> {
     let gw = ctx.gateway()?;
     let store = open_store(&ctx.paths.data_dir)?;
-    let list: Vec<ConnectionInfo> =
-        authed_get(&gw, &store, ctx.token.as_deref(), "/api/v1/connections").await?;
-    let conn = list
-        .into_iter()
-        .find(|c| c.name == args.name)
-        .ok_or_else(|| {
-            CliError::new(
-                Exit::NotFound,
-                format!(
-                    "no connection named {:?} that you may use; `hoop connections` lists them",
-                    args.name
-                ),
-            )
-        })?;
+    let conn = find_connection(ctx, &gw, &store, &args.name).await?;
     let tokens = Arc::new(Tokens {
         gw: gw.clone(),
         store,

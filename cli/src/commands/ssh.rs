@@ -10,12 +10,11 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use hoop_shared::api::ConnectionInfo;
 use russh::ChannelMsg;
 use tokio::io::AsyncReadExt;
 
 use crate::Ctx;
-use crate::auth::{authed_get, credential, open_store};
+use crate::auth::{credential, open_store};
 use crate::exit::{CliError, CliResult, Exit};
 use crate::tunnel::TunnelClient;
 
@@ -100,20 +99,7 @@ fn ssh_error(what: &str) -> impl Fn(russh::Error) -> CliError + '_ {
 pub async fn run(ctx: &Ctx, args: SshArgs) -> CliResult<()> {
     let gw = ctx.gateway()?;
     let store = open_store(&ctx.paths.data_dir)?;
-    let list: Vec<ConnectionInfo> =
-        authed_get(&gw, &store, ctx.token.as_deref(), "/api/v1/connections").await?;
-    let conn = list
-        .into_iter()
-        .find(|c| c.name == args.name)
-        .ok_or_else(|| {
-            CliError::new(
-                Exit::NotFound,
-                format!(
-                    "no connection named {:?} that you may use; `hoop connections` lists them",
-                    args.name
-                ),
-            )
-        })?;
+    let conn = crate::commands::connect::find_connection(ctx, &gw, &store, &args.name).await?;
     if conn.kind != "ssh" {
         return Err(CliError::new(
             Exit::Usage,
