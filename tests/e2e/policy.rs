@@ -248,6 +248,29 @@ async fn results_are_masked_in_text_binary_and_copy() {
         !text.contains("ada@example.com") && !text.contains("4111"),
         "{text}"
     );
+    // Each psql session that saw masked values ends with a `masking.applied` audit event (what
+    // SIEM webhooks filter on), carrying counts, never values.
+    let mut applied = Vec::new();
+    for _ in 0..50 {
+        applied = env
+            .gw
+            .audit_events()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e["kind"] == "masking.applied")
+            .collect();
+        if !applied.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let first = applied.first().expect("a masking.applied event");
+    assert!(
+        first["details"]["masked"]["email"].as_u64() > Some(0),
+        "{first}"
+    );
+    assert!(!first.to_string().contains("ada@example.com"), "{first}");
 }
 
 #[tokio::test]

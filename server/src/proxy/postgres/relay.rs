@@ -258,6 +258,17 @@ pub(super) async fn run<C>(
                "masked": masked.counts}),
     );
     let _ = ctx.state.audit.record_nowait(ev).await;
+    if masked.total() > 0 {
+        // Once per session, not per value: SIEM rules key on it ("who saw masked data where").
+        let ev = event(
+            "masking.applied",
+            Some(&ctx.identity.subject),
+            Some(ctx.peer.to_string()),
+            "success",
+            json!({"session": session.id, "connection": ctx.connection.name, "masked": masked.counts}),
+        );
+        let _ = ctx.state.audit.record_nowait(ev).await;
+    }
 }
 
 /// State of the client's extended-protocol batch.

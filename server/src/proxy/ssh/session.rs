@@ -288,6 +288,15 @@ where
                    "statements": st.statements, "blocked": st.blocked, "masked": masked.counts}),
         )
         .await;
+        if masked.total() > 0 {
+            audit(
+                &ctx,
+                "masking.applied",
+                "success",
+                json!({"session": st.id, "connection": ctx.connection.name, "masked": masked.counts}),
+            )
+            .await;
+        }
     }
 }
 
