@@ -478,8 +478,8 @@ async fn ctrl_c_withdraws_what_it_waits_for() {
     let env = setup().await;
     let alice = env.token("alice");
 
-    // psql's Ctrl-C on a held statement: the CancelRequest withdraws the review, psql gets an
-    // error at once, and nothing reaches the target.
+    // psql's Ctrl-C on a held statement: the CancelRequest withdraws the review and psql gets
+    // an error at once.
     let tunnel = env
         .cli
         .connect("shop2", &[("HOOP_TOKEN", &alice)])

@@ -202,14 +202,8 @@ mod tests {
         panic!("the writer never signed the head");
     }
 
-    fn with_time(kind: &str, time: &str) -> hoop_shared::audit::AuditEvent {
-        let mut e = event(kind, Some("ada"), None, "success", json!({}));
-        e.time = time.to_string();
-        e
-    }
-
-    #[tokio::test]
-    async fn the_writer_signs_the_head_and_the_export_verifies() {
+    /// A store with `n` events written by a signing writer, once the head is signed.
+    async fn signed_log(n: usize) -> (tempfile::TempDir, Arc<dyn Store>, Arc<SecretKey>, AuditLog) {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
         let key = Arc::new(SecretKey::from_seed(&[3u8; 32]));
@@ -220,7 +214,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        for i in 0..20 {
+        for i in 0..n {
             audit
                 .record(event(
                     "test.event",
@@ -233,6 +227,18 @@ mod tests {
                 .unwrap();
         }
         wait_signed_head(store.as_ref()).await;
+        (dir, store, key, audit)
+    }
+
+    fn with_time(kind: &str, time: &str) -> hoop_shared::audit::AuditEvent {
+        let mut e = event(kind, Some("ada"), None, "success", json!({}));
+        e.time = time.to_string();
+        e
+    }
+
+    #[tokio::test]
+    async fn the_writer_signs_the_head_and_the_export_verifies() {
+        let (_dir, store, key, _audit) = signed_log(20).await;
         let data = collect(start(store.clone(), key.clone(), Range::default())).await;
         let s = verify_export(&data, &key.public()).unwrap();
         assert_eq!((s.first_seq, s.last_seq, s.records), (1, 20, 20));
@@ -278,29 +284,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_purge_leaves_tombstones_that_still_verify() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-        let key = Arc::new(SecretKey::from_seed(&[3u8; 32]));
-        let audit = AuditLog::start_with(
-            store.clone(),
-            WriterOptions {
-                key: Some(key.clone()),
-                ..Default::default()
-            },
-        );
-        for i in 0..5 {
-            audit
-                .record(event(
-                    "test.event",
-                    None,
-                    None,
-                    "success",
-                    json!({ "i": i }),
-                ))
-                .await
-                .unwrap();
-        }
-        wait_signed_head(store.as_ref()).await;
+        let (_dir, store, key, audit) = signed_log(5).await;
         let cfg = RetentionConfig {
             recordings: None,
             audit: Some(std::time::Duration::from_secs(86_400)),
