@@ -41,7 +41,8 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             // Multi-row statement inserts need a statement journal; on disk that is a temp file
             // created and unlinked per batch (seen in strace under pgbench load). In memory it
-            // costs a few KiB per batch.
+            // holds at most the pages one batch touches. Sorts of large reads (an export's
+            // ORDER BY without an index) use memory too.
             .pragma("temp_store", "memory")
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
