@@ -664,6 +664,15 @@ impl Config {
                     problems.push(format!("`{at}.review.min_approvals` must be at least 1"));
                 }
                 for st in &r.statements {
+                    if c.kind == ConnectionKind::Ssh {
+                        // Shell commands have no write/ddl classes.
+                        if st != "all" && !c.guardrails.contains(st) {
+                            problems.push(format!(
+                                "`{at}.review.statements`: {st:?} is neither `all` nor one of this connection's shell guardrails (on ssh connections, `write` and `ddl` do not apply)"
+                            ));
+                        }
+                        continue;
+                    }
                     let known_class = matches!(st.as_str(), "write" | "ddl" | "all");
                     if !known_class && !c.guardrails.contains(st) {
                         problems.push(format!(

@@ -71,6 +71,10 @@ pub struct ConnectionInfo {
     /// Connecting needs an approved access review (`hoop connect --reason ... --duration ...`).
     #[serde(default)]
     pub access_review: bool,
+    /// SSH connections: the gateway's own SSH host key (`ssh-ed25519 AAAA...`), the key a local
+    /// `ssh` through `hoop connect` sees, so it can be pinned in known_hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_host_key: Option<String>,
 }
 
 /// The body of every API error response.

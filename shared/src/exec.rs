@@ -39,7 +39,7 @@ pub enum ExecReviewMode {
 #[serde(deny_unknown_fields)]
 pub struct ExecRequest {
     /// The input: SQL for PostgreSQL (several statements separated by `;` run as one simple
-    /// query, i.e. in one implicit transaction).
+    /// query, i.e. in one implicit transaction); for SSH one command line for the remote shell.
     pub input: String,
     /// What to do with a statement that needs review.
     #[serde(default)]
@@ -56,6 +56,16 @@ pub struct ExecColumn {
     pub name: String,
     /// The target's type id (PostgreSQL type OID).
     pub type_oid: u32,
+}
+
+/// The stream an `output` event belongs to.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
 }
 
 /// Why an `error` event ended the input.
@@ -97,6 +107,21 @@ pub enum ExecEvent {
         /// The command tag (`SELECT 3`, `INSERT 0 1`).
         command: String,
     },
+    /// Output of a remote command (SSH connections), masking applied, as it arrives. Text:
+    /// bytes that are not UTF-8 arrive as U+FFFD (use `hoop ssh` or scp for binary data).
+    Output {
+        /// Which stream.
+        stream: ExecStream,
+        /// The text.
+        data: String,
+    },
+    /// The remote command ended (SSH connections): its exit status, or the signal it died of.
+    Exit {
+        /// The exit status (0–255), when it exited.
+        status: Option<u32>,
+        /// The signal's name (`TERM`, `KILL`...), when it was killed.
+        signal: Option<String>,
+    },
     /// A notice from the target or the gateway.
     Notice {
         /// Severity (`NOTICE`, `WARNING`...).
@@ -122,7 +147,8 @@ pub enum ExecEvent {
         /// The message.
         message: String,
     },
-    /// The last line: the session ended. `ok` is false after an `error`.
+    /// The last line: the session ended. `ok` is false after an `error` (and, on SSH
+    /// connections, when the command did not exit 0).
     Done {
         /// True when every statement succeeded.
         ok: bool,
@@ -152,6 +178,14 @@ mod tests {
                 kind: ExecErrorKind::Blocked,
                 sqlstate: "42501".into(),
                 message: "blocked".into(),
+            },
+            ExecEvent::Output {
+                stream: ExecStream::Stderr,
+                data: "line 1\nline 2\n".into(),
+            },
+            ExecEvent::Exit {
+                status: Some(3),
+                signal: None,
             },
             ExecEvent::Done { ok: false },
         ];

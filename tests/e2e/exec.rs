@@ -341,11 +341,11 @@ async fn exec_exit_codes() {
         stdout(&out)
     );
 
-    // 80 as well: exec on a kind without an exec adapter (yet) says so.
+    // 90: an ssh connection whose target is down; the adapter's reason reaches the caller.
     let out = env.ci(&["web", "uptime"]);
-    assert_eq!(code(&out), 80, "{}", stderr(&out));
+    assert_eq!(code(&out), 90, "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("exec is not supported for ssh connections yet"),
+        stderr(&out).contains("cannot reach the target 127.0.0.1:1"),
         "{}",
         stderr(&out)
     );

@@ -25,7 +25,16 @@ const RULES: &str = r#"
 name = "ops"
 deny = ["systemctl stop *"]
 deny_patterns = ['/etc/shadow']
+
+[[shell_guardrails]]
+name = "held"
+deny_patterns = ['held-by-review']
 "#;
+
+/// Commands matching the `held` rule set wait for a second person; `rm -rf` stays blocked.
+const HELD: &str = r#"guardrails = ["no-destructive", "held"]
+masking = ["pii"]
+review = { statements = ["held"], approvers = ["dba"], statement_timeout = "60s" }"#;
 
 async fn setup_with(connection_extra: &str, host_key: Option<String>) -> Env {
     let sshd = Sshd::start().await.unwrap();
@@ -547,4 +556,347 @@ async fn hoop_ssh_gives_an_interactive_shell_in_a_pty() {
     assert!(text.contains("hoop-42"), "{text}");
     assert!(text.contains("50 132"), "{text}");
     assert!(!text.contains("4111 1111 1111 1111"), "{text}");
+}
+
+impl Env {
+    /// `hoop <args>` as the test user (an API key through `HOOP_TOKEN`).
+    fn hoop(&self, args: &[&str]) -> Output {
+        self.cli
+            .run_env(args, &[("HOOP_TOKEN", &self.key)])
+            .unwrap()
+    }
+
+    /// An API key of someone in the `dba` group (the approvers).
+    fn approver(&self) -> String {
+        let out = self
+            .gw
+            .hoopd(
+                &[
+                    "api-keys", "create", "--name", "approver", "--groups", "dba",
+                ],
+                None,
+            )
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    }
+}
+
+/// The newest review the approver may decide, once one is filed.
+async fn pending_review(env: &Env, approver: &str) -> i64 {
+    for _ in 0..200 {
+        let out = env
+            .cli
+            .run_env(
+                &["reviews", "--to-approve", "-o", "json"],
+                &[("HOOP_TOKEN", approver)],
+            )
+            .unwrap();
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if let Some(id) = list
+            .as_array()
+            .and_then(|l| l.iter().filter_map(|r| r["id"].as_i64()).max())
+        {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no review was filed:\n{}", env.gw.logs());
+}
+
+async fn wait_output(child: tokio::process::Child) -> Output {
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn spawn(cmd: std::process::Command) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd.spawn().unwrap()
+}
+
+#[tokio::test]
+async fn hoop_exec_runs_commands_on_an_ssh_connection() {
+    let env = setup(GUARDED).await;
+    let exec = |args: &[&str]| {
+        let mut all = vec!["exec", "web"];
+        all.extend_from_slice(args);
+        env.hoop(&all)
+    };
+    // Output streams pass through, the remote exit status is hoop's.
+    let out = exec(&["echo out; echo err >&2; exit 3"]);
+    assert_eq!(code(&out), 3, "{}", explain(&env, &out));
+    assert_eq!(stdout(&out), "out\n");
+    assert!(stderr(&out).contains("err"), "{}", explain(&env, &out));
+    // A guardrail: 86, nothing ran.
+    let out = exec(&["rm -rf /"]);
+    assert_eq!(code(&out), 86, "{}", explain(&env, &out));
+    assert!(
+        stderr(&out).contains("blocked by guardrail no-destructive"),
+        "{}",
+        explain(&env, &out)
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    // Masking applies to the command's output.
+    let cards = env.sshd.dir().join("exec-cards.txt");
+    std::fs::write(&cards, "card 4111 1111 1111 1111 end\n").unwrap();
+    let out = exec(&[&format!("cat {}", cards.display())]);
+    assert_eq!(code(&out), 0, "{}", explain(&env, &out));
+    assert!(
+        !stdout(&out).contains("4111 1111 1111 1111"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).starts_with("card ") && stdout(&out).contains("end"),
+        "{}",
+        stdout(&out)
+    );
+    // -o json: one object once the command ends.
+    let out = exec(&["-o", "json", "echo json-out; echo json-err >&2"]);
+    assert_eq!(code(&out), 0, "{}", explain(&env, &out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stdout"], "json-out\n", "{v}");
+    assert_eq!(v["stderr"], "json-err\n", "{v}");
+    assert_eq!(v["exit_status"], 0, "{v}");
+    // --stream: the gateway's events.
+    let out = exec(&["-o", "json", "--stream", "echo streamed; exit 4"]);
+    assert_eq!(code(&out), 4, "{}", explain(&env, &out));
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events.iter().any(|e| e["event"] == "output"
+            && e["stream"] == "stdout"
+            && e["data"] == "streamed\n"),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "exit" && e["status"] == 4),
+        "{events:?}"
+    );
+    // A command killed by a signal: 255 as with ssh, and the signal is named.
+    let out = exec(&["kill -TERM $$"]);
+    assert_eq!(code(&out), 255, "{}", explain(&env, &out));
+    assert!(
+        stderr(&out).contains("killed by signal TERM"),
+        "{}",
+        explain(&env, &out)
+    );
+    // --timeout stops it: 89.
+    let out = exec(&["--timeout", "1s", "sleep 8"]);
+    assert_eq!(code(&out), 89, "{}", explain(&env, &out));
+    let rec = recorded(&env).await;
+    assert!(
+        rec.iter()
+            .any(|(t, v, o, _)| t == "rm -rf /" && v == "block" && o == "blocked"),
+        "{rec:?}"
+    );
+    assert!(
+        rec.iter()
+            .any(|(t, _, _, tag)| t == "kill -TERM $$" && tag.as_deref() == Some("signal TERM")),
+        "{rec:?}"
+    );
+    assert!(
+        audited(&env, |e| e["kind"] == "exec.requested"
+            && e["details"]["connection"] == "web")
+        .await,
+        "not audited:\n{}",
+        env.gw.logs()
+    );
+}
+
+#[tokio::test]
+async fn held_ssh_commands_run_once_approved_and_not_when_rejected() {
+    let env = setup(HELD).await;
+    let approver = env.approver();
+    // ssh waits on the held command; another person approves it; it then runs.
+    let child = spawn(env.client.ssh_command(&["echo held-by-review ran"]));
+    let id = pending_review(&env, &approver).await;
+    let out = env
+        .cli
+        .run_env(&["approve", &id.to_string()], &[("HOOP_TOKEN", &approver)])
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = wait_output(child).await;
+    assert_eq!(code(&out), 0, "{}", explain(&env, &out));
+    assert_eq!(stdout(&out), "held-by-review ran\n");
+    assert!(
+        stderr(&out).contains(&format!("review {id}; approve with `hoop approve {id}`")),
+        "{}",
+        explain(&env, &out)
+    );
+    // Rejected: 87, and the target never sees it.
+    let marker = env.sshd.dir().join("held-marker");
+    let child = spawn(
+        env.client
+            .ssh_command(&[&format!("touch {} # held-by-review", marker.display())]),
+    );
+    let id = pending_review(&env, &approver).await;
+    let out = env
+        .cli
+        .run_env(
+            &["reject", &id.to_string(), "--reason", "not today"],
+            &[("HOOP_TOKEN", &approver)],
+        )
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = wait_output(child).await;
+    assert_eq!(code(&out), 87, "{}", explain(&env, &out));
+    assert!(
+        stderr(&out).contains("not approved") && stderr(&out).contains("not today"),
+        "{}",
+        explain(&env, &out)
+    );
+    assert!(!marker.exists(), "a rejected command ran");
+    // Blocks of rule sets not under review stay blocks.
+    let out = env.client.ssh(&["rm -rf /"], None).unwrap();
+    assert_eq!(code(&out), 86, "{}", explain(&env, &out));
+    // hoop exec --no-wait files the review and exits 88 with its id; --review runs it once
+    // approved.
+    let out = env.hoop(&["exec", "web", "--no-wait", "echo held-by-review exec"]);
+    assert_eq!(code(&out), 88, "{}", explain(&env, &out));
+    let id: i64 = stdout(&out).trim().parse().unwrap();
+    let out = env.hoop(&[
+        "exec",
+        "web",
+        "--review",
+        &id.to_string(),
+        "echo held-by-review exec",
+    ]);
+    assert_eq!(code(&out), 87, "not approved yet: {}", explain(&env, &out));
+    let out = env
+        .cli
+        .run_env(&["approve", &id.to_string()], &[("HOOP_TOKEN", &approver)])
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = env.hoop(&[
+        "exec",
+        "web",
+        "--review",
+        &id.to_string(),
+        "echo held-by-review exec",
+    ]);
+    assert_eq!(code(&out), 0, "{}", explain(&env, &out));
+    assert_eq!(stdout(&out), "held-by-review exec\n");
+    // Once: the review is executed now.
+    let out = env.hoop(&[
+        "exec",
+        "web",
+        "--review",
+        &id.to_string(),
+        "echo held-by-review exec",
+    ]);
+    assert_eq!(code(&out), 87, "{}", explain(&env, &out));
+    let rec = recorded(&env).await;
+    assert!(
+        rec.iter()
+            .any(|(t, v, o, _)| t.starts_with("touch ") && v == "review" && o == "rejected"),
+        "{rec:?}"
+    );
+    assert!(
+        rec.iter()
+            .any(|(t, v, o, _)| t == "echo held-by-review ran" && v == "review" && o == "ok"),
+        "{rec:?}"
+    );
+}
+
+#[tokio::test]
+async fn env_requests_pass_only_on_the_allow_list() {
+    let env = setup(r#"env_allow = ["HOOP_TEST_OK*"]"#).await;
+    let out = env
+        .client
+        .ssh(
+            &[
+                "-o",
+                "SetEnv=HOOP_TEST_OK_1=yes HOOP_TEST_NO=leaked",
+                "echo \"[$HOOP_TEST_OK_1][$HOOP_TEST_NO]\"",
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", explain(&env, &out));
+    // sshd accepts both (AcceptEnv HOOP_TEST_*): only the gateway dropped the second.
+    assert_eq!(stdout(&out), "[yes][]\n", "{}", explain(&env, &out));
+}
+
+#[tokio::test]
+async fn allowed_port_forwarding_reaches_the_target_side() {
+    let env = setup("allow_port_forwarding = true").await;
+    // ssh -W: stdin/stdout become a TCP connection opened from the target; the target's own
+    // sshd answers with its banner.
+    let mut child = spawn(env.client.ssh_command(&[
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-W",
+        &format!("127.0.0.1:{}", env.sshd.port),
+    ]));
+    let mut banner = Vec::new();
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let read = async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 256];
+        while !banner.contains(&b'\n') {
+            let n = stdout_pipe.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            banner.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .unwrap_or_else(|_| panic!("no banner:\n{}", env.gw.logs()));
+    let _ = child.kill().await;
+    assert!(
+        String::from_utf8_lossy(&banner).starts_with("SSH-2.0-"),
+        "{}\n{}",
+        String::from_utf8_lossy(&banner),
+        env.gw.logs()
+    );
+    assert!(
+        audited(&env, |e| e["kind"] == "ssh.forward"
+            && e["outcome"] == "success")
+        .await,
+        "not audited:\n{}",
+        env.gw.logs()
+    );
+}
+
+#[tokio::test]
+async fn hoop_connect_shows_the_gateway_ssh_host_key_and_it_verifies() {
+    let env = setup("").await;
+    let out = env.hoop(&["connections", "-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = list[0]["ssh_host_key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("ssh-ed25519 "), "{key}");
+    // A known_hosts file holding only that line, strict checking: ssh connects without asking.
+    let known = env.sshd.dir().join("pinned_known_hosts");
+    std::fs::write(&known, format!("hoop-gateway {key}\n")).unwrap();
+    let out = env.client.ssh_pinned(&known, &["echo pinned"]).unwrap();
+    assert_eq!(code(&out), 0, "{}", explain(&env, &out));
+    assert_eq!(stdout(&out), "pinned\n");
+    // A different key under that alias is refused by ssh itself.
+    std::fs::write(
+        &known,
+        format!("hoop-gateway {}\n", unrelated_host_key().unwrap()),
+    )
+    .unwrap();
+    let out = env.client.ssh_pinned(&known, &["echo pinned"]).unwrap();
+    assert!(
+        stderr(&out).contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            || stderr(&out).contains("Host key verification failed"),
+        "{}",
+        explain(&env, &out)
+    );
+    assert_eq!(code(&out), 255, "{}", explain(&env, &out));
 }

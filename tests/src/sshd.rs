@@ -178,14 +178,20 @@ impl SshClient {
     }
 
     fn common(&self, cmd: &mut Command) {
+        cmd.args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ]);
+        self.login(cmd);
+    }
+
+    fn login(&self, cmd: &mut Command) {
         cmd.env("SSH_ASKPASS", &self.askpass)
             .env("SSH_ASKPASS_REQUIRE", "force")
             .env("DISPLAY", ":0")
             .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
                 "-o",
                 "LogLevel=ERROR",
                 "-o",
@@ -204,6 +210,19 @@ impl SshClient {
         cmd.args(["-p", &self.port.to_string(), "hoop@127.0.0.1"])
             .args(args);
         cmd
+    }
+
+    /// Like [`SshClient::ssh_command`] but checking the host key strictly against the
+    /// `known_hosts` file, under the alias `hoop-gateway` (as `hoop connect` suggests).
+    pub fn ssh_pinned(&self, known_hosts: &std::path::Path, args: &[&str]) -> Result<Output> {
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-o", "StrictHostKeyChecking=yes", "-o"])
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .args(["-o", "HostKeyAlias=hoop-gateway"]);
+        self.login(&mut cmd);
+        cmd.args(["-p", &self.port.to_string(), "hoop@127.0.0.1"])
+            .args(args);
+        run(cmd, None)
     }
 
     /// Runs `ssh ... <args>` to completion with `stdin` piped in.

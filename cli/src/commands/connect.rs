@@ -141,20 +141,33 @@ fn pg_fatal(message: &str) -> Vec<u8> {
     msg
 }
 
+/// The alias the gateway's SSH host key is pinned under in known_hosts.
+const HOST_KEY_ALIAS: &str = "hoop-gateway";
+
 /// What `hoop connect` prints for an ssh connection: the command, the one-time password, and an
 /// ssh_config block (so scp, sftp and rsync work by host name). `HostKeyAlias` keeps one
-/// known_hosts entry for the gateway whatever local port the tunnel gets.
-fn ssh_instructions(name: &str, port: u16, secret: &str) -> String {
+/// known_hosts entry for the gateway whatever local port the tunnel gets; the gateway's key
+/// (from the connection listing, which came over the pinned TLS connection) is printed as that
+/// known_hosts line, so the first `ssh` need not trust on first use.
+fn ssh_instructions(name: &str, port: u16, secret: &str, host_key: Option<&str>) -> String {
+    let pin = match host_key {
+        Some(k) => format!(
+            "# the gateway's SSH host key; pin it once, then ssh never asks:\n\
+             #   echo '{HOST_KEY_ALIAS} {k}' >> ~/.ssh/known_hosts\n"
+        ),
+        None => String::new(),
+    };
     format!(
-        "ssh -p {port} hoop@127.0.0.1\n\
+        "ssh -p {port} -o HostKeyAlias={HOST_KEY_ALIAS} hoop@127.0.0.1\n\
          # password (one-time, for this tunnel): {secret}\n\
+         {pin}\
          # scp -P {port} FILE hoop@127.0.0.1:/tmp/   ·   sftp -P {port} hoop@127.0.0.1\n\
          # or add to ~/.ssh/config and use `ssh {name}.hoop`:\n\
          Host {name}.hoop\n  \
          HostName 127.0.0.1\n  \
          Port {port}\n  \
          User hoop\n  \
-         HostKeyAlias hoop-gateway\n  \
+         HostKeyAlias {HOST_KEY_ALIAS}\n  \
          PreferredAuthentications password\n"
     )
 }
@@ -235,7 +248,8 @@ pub async fn run(ctx: &Ctx, args: ConnectArgs) -> CliResult<()> {
         OutputFormat::Json => out(&format!(
             "{}\n",
             json!({"event": "ready", "connection": conn.name, "type": conn.kind, "host": "127.0.0.1",
-                   "port": port, "user": "hoop", "password": secret, "database": database, "url": url})
+                   "port": port, "user": "hoop", "password": secret, "database": database, "url": url,
+                   "ssh_host_key": conn.ssh_host_key, "host_key_alias": (conn.kind == "ssh").then_some(HOST_KEY_ALIAS)})
         ))?,
         OutputFormat::Table => {
             note(format!(
@@ -244,7 +258,12 @@ pub async fn run(ctx: &Ctx, args: ConnectArgs) -> CliResult<()> {
             ));
             note("Connect with:");
             if conn.kind == "ssh" {
-                out(&ssh_instructions(&conn.name, port, &secret))?;
+                out(&ssh_instructions(
+                    &conn.name,
+                    port,
+                    &secret,
+                    conn.ssh_host_key.as_deref(),
+                ))?;
             } else {
                 out(&format!("psql \"{url}\"\n"))?;
             }

@@ -1,7 +1,8 @@
 //! `hoop exec <name> "<input>"`: run input on a connection without a tunnel, for CI jobs,
 //! scripts and agents. Never prompts; output streams as the gateway produces it (a result of a
 //! million rows never sits in memory, except the first rows of a `table`, see [`TABLE_SAMPLE`]);
-//! the exit code says what happened (see `exit.rs`).
+//! the exit code says what happened (see `exit.rs`); on an ssh connection it is the remote
+//! command's own status, as with `hoop ssh`.
 //!
 //! Identity without a HOME: `HOOP_TOKEN` (or `--token-file`) and `HOOP_GATEWAY`, trust from
 //! `--fingerprint`/`HOOP_FINGERPRINT` or `--ca-file`/`HOOP_CA_FILE`. No config file, keyring or
@@ -14,6 +15,7 @@ use std::time::Duration;
 use hoop_shared::api::ApiError;
 use hoop_shared::exec::{
     EXEC_CONTENT_TYPE, ExecColumn, ExecErrorKind, ExecEvent, ExecRequest, ExecReviewMode,
+    ExecStream,
 };
 use serde_json::json;
 
@@ -39,8 +41,8 @@ pub enum ExecFormat {
     Csv,
     /// Tab-separated, with a header line per result set.
     Tsv,
-    /// One JSON object per result set and line: `{columns, rows, command}` (`--stream`: the
-    /// gateway's NDJSON events, one row per line).
+    /// One JSON object per result set and line: `{columns, rows, command}`; on ssh connections
+    /// one `{stdout, stderr, exit_status, signal}` (`--stream`: the gateway's NDJSON events).
     Json,
 }
 
@@ -49,7 +51,8 @@ pub enum ExecFormat {
 pub struct ExecArgs {
     /// The connection (see `hoop connections`).
     pub name: String,
-    /// The input (SQL). Without it: `-f FILE`, or stdin when it is not a terminal.
+    /// The input: SQL, or on an ssh connection a command line (its exit status is hoop's).
+    /// Without it: `-f FILE`, or stdin when it is not a terminal.
     #[arg(conflicts_with = "file")]
     pub input: Option<String>,
     /// Read the input from FILE (`-` for stdin).
@@ -259,6 +262,7 @@ async fn exec(
         )));
     }
     let mut printer = Printer::new(args.output, args.stream);
+    let mut remote: Option<(Option<u32>, Option<String>)> = None;
     let mut failure: Option<Failure> = None;
     let mut done = false;
     let mut pending: Vec<u8> = Vec::new();
@@ -321,6 +325,7 @@ async fn exec(
                 ExecEvent::Done { .. } => {
                     done = true;
                 }
+                ExecEvent::Exit { status, signal } => remote = Some((*status, signal.clone())),
                 _ => {}
             }
             match printer.event(&ev) {
@@ -375,7 +380,20 @@ async fn exec(
             "the gateway's answer ended early (the connection was cut); the input may or may not have run",
         ));
     }
-    Ok(())
+    match remote {
+        Some((Some(0), _)) | None => Ok(()),
+        // The remote command's status is hoop's, as with `hoop ssh` (and OpenSSH): 0–255,
+        // which CliError cannot carry; a command killed by a signal gives 255.
+        Some((status, signal)) => {
+            if let (None, Some(sig)) = (status, &signal) {
+                note(format!(
+                    "hoop: the remote command was killed by signal {sig}"
+                ));
+            }
+            let code = status.and_then(|s| i32::try_from(s).ok()).unwrap_or(255);
+            std::process::exit(code)
+        }
+    }
 }
 
 /// One path segment, percent-encoded (connection names are plain, but never trust that).
@@ -449,6 +467,19 @@ struct Printer {
     open: bool,
     /// Result sets printed, for separators.
     sets: u64,
+    /// A remote command's output (`-o json` on SSH connections) and exit.
+    command: RemoteCommand,
+}
+
+/// What a remote command (SSH connection) printed and how it ended.
+#[derive(Debug, Default)]
+struct RemoteCommand {
+    /// An `exit` event came.
+    ran: bool,
+    stdout: String,
+    stderr: String,
+    exit_status: Option<u32>,
+    signal: Option<String>,
 }
 
 impl Printer {
@@ -463,6 +494,7 @@ impl Printer {
             rows: 0,
             open: false,
             sets: 0,
+            command: RemoteCommand::default(),
         }
     }
 
@@ -486,6 +518,24 @@ impl Printer {
             ExecEvent::Complete { command } => self.close_set(Some(command))?,
             ExecEvent::Done { .. } | ExecEvent::Error { .. } => self.close_set(None)?,
             ExecEvent::Notice { .. } | ExecEvent::Review { .. } => {}
+            ExecEvent::Output { stream, data } => match (self.format, stream) {
+                // `-o json` without --stream: one object once the command ends.
+                (ExecFormat::Json, ExecStream::Stdout) => self.command.stdout.push_str(data),
+                (ExecFormat::Json, ExecStream::Stderr) => self.command.stderr.push_str(data),
+                // Otherwise the remote command's streams pass through, in order.
+                (_, ExecStream::Stdout) => self.out.write_all(data.as_bytes())?,
+                (_, ExecStream::Stderr) => {
+                    self.out.flush()?;
+                    let mut err = std::io::stderr().lock();
+                    err.write_all(data.as_bytes())?;
+                    err.flush()?;
+                }
+            },
+            ExecEvent::Exit { status, signal } => {
+                self.command.ran = true;
+                self.command.exit_status = *status;
+                self.command.signal = signal.clone();
+            }
         }
         Ok(())
     }
@@ -493,6 +543,17 @@ impl Printer {
     fn finish(&mut self) -> std::io::Result<()> {
         if !self.stream {
             self.close_set(None)?;
+            if self.format == ExecFormat::Json && self.command.ran {
+                let c = std::mem::take(&mut self.command);
+                let obj = json!({
+                    "stdout": c.stdout,
+                    "stderr": c.stderr,
+                    "exit_status": c.exit_status,
+                    "signal": c.signal,
+                });
+                serde_json::to_writer(&mut self.out, &obj)?;
+                self.out.write_all(b"\n")?;
+            }
         }
         self.out.flush()
     }

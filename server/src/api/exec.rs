@@ -111,16 +111,6 @@ async fn exec(
     let (connection, grant_ended) = crate::tunnel::authorize(&state, &identity, &name, peer)
         .await
         .map_err(|d| ApiFailure::new(d.status, d.code, d.message))?;
-    if connection.kind != ConnectionKind::Postgres {
-        return Err(ApiFailure::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "unsupported",
-            format!(
-                "exec is not supported for {} connections yet",
-                connection.kind.as_str()
-            ),
-        ));
-    }
     let ev = event(
         "exec.requested",
         Some(&identity.subject),
@@ -147,9 +137,10 @@ async fn exec(
     let (tx, mut rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     tokio::spawn(async move {
         let sink = ExecSink::new(tx);
-        // Other kinds were refused above; a new kind adds its adapter's `exec::run` here.
-        if ctx.connection.kind == ConnectionKind::Postgres {
-            crate::proxy::postgres::exec::run(ctx, req, sink).await
+        // A new kind adds its adapter's `exec::run` here.
+        match ctx.connection.kind {
+            ConnectionKind::Postgres => crate::proxy::postgres::exec::run(ctx, req, sink).await,
+            ConnectionKind::Ssh => crate::proxy::ssh::exec::run(ctx, req, sink).await,
         }
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));

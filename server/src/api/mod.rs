@@ -171,6 +171,9 @@ async fn connections(State(s): State<AppState>, Caller(id): Caller) -> Json<Vec<
                 database: c.database.clone(),
                 allow: c.allow.clone(),
                 access_review: c.review.as_ref().is_some_and(|r| r.access),
+                ssh_host_key: (c.kind == crate::config::ConnectionKind::Ssh)
+                    .then(crate::proxy::ssh::public_host_key)
+                    .flatten(),
             })
             .collect(),
     )

@@ -160,13 +160,16 @@ impl Policy {
 
     /// Compiles an SSH connection's policy: its `guardrails` name shell rule sets
     /// (`[[shell_guardrails]]` or the built-in `no-destructive`); masking is as for databases.
+    /// `review` is the connection's `review.statements`: `all` (every exec command waits for
+    /// approval) and names of its shell rule sets whose blocks become reviews.
     pub fn compile_shell(
         guardrail_names: &[String],
         masking_names: &[String],
         declared_shell: &[shell::ShellGuardrailConfig],
         declared_masking: &[masking::MaskingConfig],
+        review: &[String],
     ) -> Result<Policy, String> {
-        let mut p = Policy::compile(&[], masking_names, &[], declared_masking, &[])?;
+        let mut p = Policy::compile(&[], masking_names, &[], declared_masking, review)?;
         if !guardrail_names.is_empty() {
             p.shell = Some(shell::ShellGuardrails::resolve(
                 guardrail_names,
@@ -176,11 +179,22 @@ impl Policy {
         Ok(p)
     }
 
-    /// Judges a shell command line (SSH exec, scp).
+    /// Judges a shell command line (SSH exec, scp). A block by a rule set named in
+    /// `review.statements` becomes a review; with `all` there, every allowed command does too.
     pub fn check_command(&self, line: &str) -> Verdict {
-        match &self.shell {
+        let verdict = match &self.shell {
             Some(s) => s.check(line),
             None => Verdict::Allow,
+        };
+        match verdict {
+            Verdict::Block { rule, reason } if self.review.contains(&rule) => {
+                Verdict::Review { rule, reason }
+            }
+            Verdict::Allow if self.review.iter().any(|r| r == "all") => Verdict::Review {
+                rule: "all".into(),
+                reason: "every command on this connection needs approval".into(),
+            },
+            other => other,
         }
     }
 
@@ -343,22 +357,23 @@ pub fn compile_all(
     shell::ShellGuardrails::validate(&config.shell_guardrails)?;
     let mut out = std::collections::HashMap::new();
     for c in &config.connections {
+        let review = c
+            .review
+            .as_ref()
+            .map(|r| r.statements.clone())
+            .unwrap_or_default();
         if c.kind == crate::config::ConnectionKind::Ssh {
             let p = Policy::compile_shell(
                 &c.guardrails,
                 &c.masking,
                 &config.shell_guardrails,
                 &config.masking,
+                &review,
             )
             .map_err(|e| format!("connection {:?}: {e}", c.name))?;
             out.insert(c.name.clone(), std::sync::Arc::new(p));
             continue;
         }
-        let review = c
-            .review
-            .as_ref()
-            .map(|r| r.statements.clone())
-            .unwrap_or_default();
         let p = Policy::compile(
             &c.guardrails,
             &c.masking,

@@ -1000,6 +1000,156 @@ impl Reviews {
     }
 }
 
+/// Why a statement (or command) that needed review did not run.
+#[derive(Debug)]
+pub enum NotRun {
+    /// Rejected, expired, withdrawn, not fileable, or (`--review`) not the approved statement.
+    Refused(String),
+    /// `hoop exec --no-wait`/`--wait`: still pending when the caller stopped waiting; the
+    /// review stays pending.
+    Pending(String),
+}
+
+impl NotRun {
+    /// What to tell the client and the recording.
+    pub fn why(&self) -> &str {
+        match self {
+            NotRun::Refused(w) | NotRun::Pending(w) => w,
+        }
+    }
+}
+
+/// One statement (SQL) or command (SSH exec) a session holds for review.
+pub struct Hold<'a> {
+    /// The connection it runs on.
+    pub connection: &'a ConnectionConfig,
+    /// Who asked to run it.
+    pub identity: &'a Identity,
+    /// What the caller asked for (`hoop exec --wait/--no-wait/--review`; a tunnel holds).
+    pub mode: hoop_shared::exec::ExecReviewMode,
+    /// The text as the approver sees it (masking detectors applied).
+    pub masked: &'a str,
+    /// The exact text that will run (only its salted digest is stored).
+    pub exact: &'a str,
+    /// The session that holds it.
+    pub session_id: &'a str,
+    /// The class or rule set that asked for review.
+    pub rule: &'a str,
+}
+
+impl Reviews {
+    /// The protocol-neutral half of holding a statement: files the review (or, in `--review`
+    /// mode, checks and consumes the approved one), calls `filed(id, "waiting up to 5m")` so the
+    /// adapter can tell its client in its own protocol, then waits for the decision or for
+    /// `cancel` (the client gave up: the review is withdrawn).
+    ///
+    /// Ok(Some(id)) when approved: the caller runs it, then calls [`Reviews::mark_executed`].
+    /// Ok(None) when an approved review was given and consumed (already executed).
+    pub async fn hold(
+        &self,
+        h: Hold<'_>,
+        filed: impl AsyncFnOnce(ReviewId, String) -> Result<(), String>,
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<Option<ReviewId>, NotRun> {
+        use hoop_shared::exec::ExecReviewMode as Mode;
+        if let Mode::Approved { review } = h.mode {
+            return match self
+                .execute_approved(
+                    review,
+                    h.identity,
+                    &h.connection.name,
+                    h.exact,
+                    h.session_id,
+                )
+                .await
+            {
+                Ok(()) => Ok(None),
+                Err(e) => Err(NotRun::Refused(e.to_string())),
+            };
+        }
+        let timeout = h
+            .connection
+            .review
+            .as_ref()
+            .map(|r| r.statement_timeout)
+            .unwrap_or(Duration::from_secs(300));
+        let review = self
+            .request_statement(
+                h.connection,
+                h.identity,
+                h.masked,
+                h.exact,
+                h.session_id,
+                h.rule,
+            )
+            .await
+            .map_err(|e| NotRun::Refused(format!("the review could not be filed: {e}")))?;
+        let id = review.id;
+        // A little past the review's own expiry, so the sweeper's verdict is what we read.
+        let (waits, wait) = match h.mode {
+            Mode::Wait { secs } => {
+                let d = Duration::from_secs(secs);
+                (
+                    format!(
+                        "waiting up to {}",
+                        humantime::format_duration(d.min(timeout))
+                    ),
+                    d.min(timeout + Duration::from_secs(2)),
+                )
+            }
+            _ => (
+                format!("waiting up to {}", humantime::format_duration(timeout)),
+                timeout + Duration::from_secs(2),
+            ),
+        };
+        // The client hears of the review before the wait starts (`--no-wait` waits 0 s).
+        filed(id, waits).await.map_err(NotRun::Refused)?;
+        let decided = tokio::select! {
+            r = self.wait(id, wait) => r.map_err(|e| NotRun::Refused(e.to_string()))?,
+            () = cancel => {
+                let _ = self.withdraw(id, h.identity).await;
+                return Err(NotRun::Refused(format!(
+                    "the client canceled it; review {id} was withdrawn"
+                )));
+            }
+        };
+        match decided.state {
+            ReviewState::Approved | ReviewState::Executed => Ok(Some(id)),
+            ReviewState::Rejected => {
+                let by = decided
+                    .decisions
+                    .iter()
+                    .rev()
+                    .find(|d| d.decision == "reject");
+                Err(NotRun::Refused(match by {
+                    Some(d) => format!(
+                        "review {id} was rejected by {}: {}",
+                        d.name,
+                        d.comment.clone().unwrap_or_default()
+                    ),
+                    None => format!("review {id} was rejected"),
+                }))
+            }
+            ReviewState::Pending if matches!(h.mode, Mode::Wait { .. }) => {
+                // The caller chose not to wait (longer): the review stays pending for `--review`.
+                Err(NotRun::Pending(format!(
+                    "review {id} is pending; once it is approved, run the same input with `hoop exec {} --review {id}`",
+                    h.connection.name
+                )))
+            }
+            ReviewState::Pending | ReviewState::Expired => {
+                // Give up on it so a late approval cannot run a statement nobody waits for.
+                let _ = self.withdraw(id, h.identity).await;
+                Err(NotRun::Refused(format!(
+                    "review {id} was not approved within {}",
+                    humantime::format_duration(timeout)
+                )))
+            }
+            other => Err(NotRun::Refused(format!("review {id} is {other:?}"))),
+        }
+    }
+}
+
 /// The expiry task: holds only a weak reference, so it ends with the service.
 async fn sweeper(service: Weak<Reviews>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);

@@ -33,6 +33,7 @@ use crate::audit::event;
 use crate::policy::masking::MaskCounts as LiveCounts;
 use crate::policy::{MaskCounts, Policy, Verdict};
 use crate::recording::{SessionStart, SessionSummary, StatementRecord};
+use crate::reviews::{Hold, NotRun};
 use crate::tunnel::TunnelContext;
 use crate::util::random_chars;
 
@@ -398,7 +399,7 @@ where
                                 Err(not_run) => {
                                     refuse(session, pending, &rule, &not_run).await?;
                                     send(Item::Local {
-                                        bytes: not_run.error(),
+                                        bytes: not_run_error(&not_run),
                                         ready: true,
                                     })?;
                                 }
@@ -578,7 +579,7 @@ where
                                 batch.items.clear();
                                 let ready = sync && !batch.forwarded;
                                 send(Item::Local {
-                                    bytes: not_run.error(),
+                                    bytes: not_run_error(&not_run),
                                     ready,
                                 })?;
                                 if !ready {
@@ -692,16 +693,6 @@ async fn flush<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Why a statement that needed review did not run.
-#[derive(Debug)]
-enum NotRun {
-    /// Rejected, expired, withdrawn, not fileable, or (`--review`) not the approved statement.
-    Refused(String),
-    /// `hoop exec --no-wait`/`--wait`: still pending when the caller stopped waiting; the
-    /// review stays pending.
-    Pending(String),
-}
-
 /// Message prefixes of the gateway's own answers, which `exec.rs` classifies (one module, so
 /// they cannot drift apart).
 pub(super) const NOT_APPROVED_PREFIX: &str = "statement not approved: ";
@@ -712,30 +703,23 @@ pub(super) const BLOCKED_PREFIX: &str = "blocked by guardrail ";
 /// The notice naming a review starts like this; the id follows.
 pub(super) const REVIEW_NOTICE_PREFIX: &str = "statement needs approval";
 
-impl NotRun {
-    fn why(&self) -> &str {
-        match self {
-            NotRun::Refused(w) | NotRun::Pending(w) => w,
-        }
-    }
-
-    /// The ErrorResponse the client gets; the session continues.
-    fn error(&self) -> BytesMut {
-        let mut b = BytesMut::new();
-        let prefix = match self {
-            NotRun::Refused(_) => NOT_APPROVED_PREFIX,
-            NotRun::Pending(_) => REVIEW_PENDING_PREFIX,
-        };
-        codec::put_error(
-            &mut b,
-            b'E',
-            "ERROR",
-            "42501",
-            &format!("{prefix}{}", self.why()),
-            Some("the session continues"),
-        );
-        b
-    }
+/// The ErrorResponse a client gets for a statement its review did not let run; the session
+/// continues.
+fn not_run_error(not_run: &NotRun) -> BytesMut {
+    let mut b = BytesMut::new();
+    let prefix = match not_run {
+        NotRun::Refused(_) => NOT_APPROVED_PREFIX,
+        NotRun::Pending(_) => REVIEW_PENDING_PREFIX,
+    };
+    codec::put_error(
+        &mut b,
+        b'E',
+        "ERROR",
+        "42501",
+        &format!("{prefix}{}", not_run.why()),
+        Some("the session continues"),
+    );
+    b
 }
 
 /// The review id a notice of [`hold`] names, if it is one.
@@ -760,123 +744,39 @@ async fn hold(
     reason: &str,
     send: &impl Fn(Item) -> Result<(), String>,
 ) -> Result<Option<i64>, NotRun> {
-    use hoop_shared::exec::ExecReviewMode as Mode;
     let ctx = &session.ctx;
-    if let Mode::Approved { review } = ctx.review_mode {
-        return match ctx
-            .state
-            .reviews
-            .execute_approved(
-                review,
-                &ctx.identity,
-                &ctx.connection.name,
-                text,
-                &session.id,
-            )
-            .await
-        {
-            Ok(()) => Ok(None),
-            Err(e) => Err(NotRun::Refused(e.to_string())),
-        };
-    }
     let masked = masked_text(&session.policy, text);
-    let timeout = ctx
-        .connection
-        .review
-        .as_ref()
-        .map(|r| r.statement_timeout)
-        .unwrap_or(std::time::Duration::from_secs(300));
-    let review = ctx
-        .state
+    let hold = Hold {
+        connection: &ctx.connection,
+        identity: &ctx.identity,
+        mode: ctx.review_mode,
+        masked: &masked,
+        exact: text,
+        session_id: &session.id,
+        rule,
+    };
+    let filed = async |id: i64, waits: String| {
+        let mut notice = BytesMut::new();
+        codec::put_error(
+            &mut notice,
+            b'N',
+            "NOTICE",
+            "01000",
+            &format!(
+                "{REVIEW_NOTICE_PREFIX} ({reason}): review {id} — approve with `hoop approve {id}`; {waits}"
+            ),
+            None,
+        );
+        send(Item::Local {
+            bytes: notice,
+            ready: false,
+        })
+    };
+    // Ctrl-C in psql: a CancelRequest for this session withdraws what it waits for.
+    ctx.state
         .reviews
-        .request_statement(
-            &ctx.connection,
-            &ctx.identity,
-            &masked,
-            text,
-            &session.id,
-            rule,
-        )
+        .hold(hold, filed, session.hold_cancel.notified())
         .await
-        .map_err(|e| NotRun::Refused(format!("the review could not be filed: {e}")))?;
-    let id = review.id;
-    let (waits, wait) = match ctx.review_mode {
-        Mode::Wait { secs } => {
-            let d = std::time::Duration::from_secs(secs);
-            (
-                format!(
-                    "waiting up to {}",
-                    humantime::format_duration(d.min(timeout))
-                ),
-                d.min(timeout + std::time::Duration::from_secs(2)),
-            )
-        }
-        _ => (
-            format!("waiting up to {}", humantime::format_duration(timeout)),
-            timeout + std::time::Duration::from_secs(2),
-        ),
-    };
-    let mut notice = BytesMut::new();
-    codec::put_error(
-        &mut notice,
-        b'N',
-        "NOTICE",
-        "01000",
-        &format!(
-            "{REVIEW_NOTICE_PREFIX} ({reason}): review {id} — approve with `hoop approve {id}`; {waits}"
-        ),
-        None,
-    );
-    send(Item::Local {
-        bytes: notice,
-        ready: false,
-    })
-    .map_err(NotRun::Refused)?;
-    let decided = tokio::select! {
-        r = ctx.state.reviews.wait(id, wait) => r.map_err(|e| NotRun::Refused(e.to_string()))?,
-        // Ctrl-C in psql: a CancelRequest for this session withdraws what it waits for.
-        () = session.hold_cancel.notified() => {
-            let _ = ctx.state.reviews.withdraw(id, &ctx.identity).await;
-            return Err(NotRun::Refused(format!(
-                "the client canceled it; review {id} was withdrawn"
-            )));
-        }
-    };
-    use crate::reviews::ReviewState as S;
-    match decided.state {
-        S::Approved | S::Executed => Ok(Some(id)),
-        S::Rejected => {
-            let by = decided
-                .decisions
-                .iter()
-                .rev()
-                .find(|d| d.decision == "reject");
-            Err(NotRun::Refused(match by {
-                Some(d) => format!(
-                    "review {id} was rejected by {}: {}",
-                    d.name,
-                    d.comment.clone().unwrap_or_default()
-                ),
-                None => format!("review {id} was rejected"),
-            }))
-        }
-        S::Pending if matches!(ctx.review_mode, Mode::Wait { .. }) => {
-            // The caller chose not to wait (longer): the review stays pending for `--review`.
-            Err(NotRun::Pending(format!(
-                "review {id} is pending; once it is approved, run the same input with `hoop exec {} --review {id}`",
-                ctx.connection.name
-            )))
-        }
-        S::Pending | S::Expired => {
-            // Give up on it so a late approval cannot run a statement nobody waits for.
-            let _ = ctx.state.reviews.withdraw(id, &ctx.identity).await;
-            Err(NotRun::Refused(format!(
-                "review {id} was not approved within {}",
-                humantime::format_duration(timeout)
-            )))
-        }
-        other => Err(NotRun::Refused(format!("review {id} is {other:?}"))),
-    }
 }
 
 /// Records a statement whose review did not approve it (or is still pending).

@@ -18,6 +18,7 @@ use super::session::now_ms;
 use super::sftp::SftpDecoder;
 use crate::policy::shell::TypedLines;
 use crate::policy::{Policy, Verdict, masking};
+use crate::reviews::{Hold, NotRun};
 use crate::tunnel::TunnelContext;
 
 /// How long output may wait in the masker for the rest of a token before it is sent anyway
@@ -40,6 +41,13 @@ pub(super) enum Note {
         channel: u32,
         status: Option<u32>,
         signal: Option<String>,
+    },
+    /// A held exec command that did not run: its review was rejected, expired, withdrawn or
+    /// is still pending (`outcome`: `rejected` or `pending`).
+    NotRun {
+        channel: u32,
+        outcome: &'static str,
+        reason: String,
     },
     /// A line typed into an interactive shell (heuristic).
     Typed { text: String, at_ms: i64 },
@@ -67,6 +75,8 @@ pub(super) enum Note {
 /// What a channel needs from its session.
 pub(super) struct ChannelEnv {
     pub number: u32,
+    /// The recording's session id (reviews name it).
+    pub session_id: String,
     pub ctx: Arc<TunnelContext>,
     pub policy: Arc<Policy>,
     pub notes: mpsc::Sender<Note>,
@@ -264,33 +274,63 @@ async fn client_to_target(
                         at_ms: now_ms(),
                     })
                     .await;
+                if let Verdict::Review { rule, reason } = &verdict {
+                    match hold(&env, &front, &text, rule, reason, &mut from).await {
+                        Held::Approved { id, early } => {
+                            let r = start_exec(&env, &shared, &to, size, &text, command).await;
+                            if let Some(id) = id {
+                                env.ctx.state.reviews.mark_executed(id).await.ok();
+                            }
+                            for msg in early {
+                                let _ = replay(&to, msg).await;
+                            }
+                            if let Err(e) = r {
+                                tracing::debug!(error = %e, "target channel gone");
+                                break;
+                            }
+                            continue;
+                        }
+                        Held::NotRun(not_run) => {
+                            let (outcome, prefix, status) = match &not_run {
+                                NotRun::Refused(_) => (
+                                    "rejected",
+                                    super::NOT_APPROVED_PREFIX,
+                                    super::NOT_APPROVED_STATUS,
+                                ),
+                                NotRun::Pending(_) => (
+                                    "pending",
+                                    super::REVIEW_PENDING_PREFIX,
+                                    super::REVIEW_PENDING_STATUS,
+                                ),
+                            };
+                            let _ = env
+                                .notes
+                                .send(Note::NotRun {
+                                    channel: env.number,
+                                    outcome,
+                                    reason: not_run.why().to_string(),
+                                })
+                                .await;
+                            shared.answered.store(true, Ordering::Relaxed);
+                            let line =
+                                format!("{prefix}{}; the command was not run\r\n", not_run.why());
+                            answer_exec(&front, &to, line, status).await;
+                            continue;
+                        }
+                        Held::Gone => break,
+                    }
+                }
                 match verdict {
                     Verdict::Block { rule, reason } => {
                         shared.answered.store(true, Ordering::Relaxed);
                         let line = format!(
-                            "hoop: blocked by guardrail {rule}: {reason}; the command was not run\r\n"
+                            "{}{rule}: {reason}; the command was not run\r\n",
+                            super::BLOCKED_PREFIX
                         );
-                        let _ = front.success().await;
-                        let _ = front.stderr(1, Bytes::from(line)).await;
-                        let _ = front.exit_status(super::BLOCKED_STATUS).await;
-                        let _ = front.eof().await;
-                        let _ = front.close().await;
-                        let _ = to.close().await;
+                        answer_exec(&front, &to, line, super::BLOCKED_STATUS).await;
                         Ok(())
                     }
-                    _ => {
-                        let scp = crate::policy::shell::split_commands(&text)
-                            .ok()
-                            .and_then(|c| c.first().map(|c| c.program == "scp"))
-                            .unwrap_or(false);
-                        if scp {
-                            shared.mode.store(MODE_SCP, Ordering::Relaxed);
-                        } else {
-                            shared.mode.store(MODE_EXEC, Ordering::Relaxed);
-                            cast_start(&env, size).await;
-                        }
-                        to.exec(command).await
-                    }
+                    _ => start_exec(&env, &shared, &to, size, &text, command).await,
                 }
             }
             FromClient::Subsystem(name) => {
@@ -333,6 +373,115 @@ async fn client_to_target(
         }
     }
     bytes
+}
+
+/// Sends the exec request on to the target (the command was allowed or approved).
+async fn start_exec(
+    env: &ChannelEnv,
+    shared: &Shared,
+    to: &BackWriter,
+    size: (u32, u32),
+    text: &str,
+    command: Vec<u8>,
+) -> Result<(), String> {
+    let scp = crate::policy::shell::split_commands(text)
+        .ok()
+        .and_then(|c| c.first().map(|c| c.program == "scp"))
+        .unwrap_or(false);
+    if scp {
+        shared.mode.store(MODE_SCP, Ordering::Relaxed);
+    } else {
+        shared.mode.store(MODE_EXEC, Ordering::Relaxed);
+        cast_start(env, size).await;
+    }
+    to.exec(command).await
+}
+
+/// The gateway answers an exec request itself (blocked, or not approved): one stderr line,
+/// an exit status, and the channel closes; the target never sees the command.
+async fn answer_exec(front: &FrontWriter, to: &BackWriter, line: String, status: u32) {
+    let _ = front.success().await;
+    let _ = front.stderr(1, Bytes::from(line)).await;
+    let _ = front.exit_status(status).await;
+    let _ = front.eof().await;
+    let _ = front.close().await;
+    let _ = to.close().await;
+}
+
+/// How holding an exec command for review ended.
+enum Held {
+    /// Approved (`id` to mark executed once it is sent; None when `hoop exec --review`
+    /// consumed an approved review). `early` is what the client sent meanwhile.
+    Approved {
+        id: Option<i64>,
+        early: Vec<FromClient>,
+    },
+    /// Not approved; the client is told.
+    NotRun(NotRun),
+    /// The client closed the channel while it waited (the review was withdrawn).
+    Gone,
+}
+
+/// Files a review for an exec command, tells the client on stderr (so `ssh host cmd` shows the
+/// review id at once), and waits. What the client sends meanwhile (stdin, EOF, a resize) is
+/// kept for the target; a closed channel withdraws the review.
+async fn hold(
+    env: &ChannelEnv,
+    front: &FrontWriter,
+    text: &str,
+    rule: &str,
+    reason: &str,
+    from: &mut FrontReader,
+) -> Held {
+    let ctx = &env.ctx;
+    let masked = mask_line(&env.policy, text);
+    let h = Hold {
+        connection: &ctx.connection,
+        identity: &ctx.identity,
+        mode: ctx.review_mode,
+        masked: &masked,
+        exact: text,
+        session_id: &env.session_id,
+        rule,
+    };
+    let filed = async |id: i64, waits: String| {
+        let line = format!(
+            "{} ({reason}): review {id}; approve with `hoop approve {id}`; {waits}\r\n",
+            super::REVIEW_NOTICE_PREFIX
+        );
+        front.stderr(1, Bytes::from(line)).await
+    };
+    let mut early = Vec::new();
+    let mut gone = false;
+    // Watches the client's side of the channel while the command waits, until it closes.
+    let watch = async {
+        loop {
+            match from.next().await {
+                None | Some(FromClient::Close) => {
+                    gone = true;
+                    return;
+                }
+                Some(msg) => early.push(msg),
+            }
+        }
+    };
+    let r = ctx.state.reviews.hold(h, filed, watch).await;
+    match r {
+        Ok(id) => Held::Approved { id, early },
+        Err(_) if gone => Held::Gone,
+        Err(not_run) => Held::NotRun(not_run),
+    }
+}
+
+/// Forwards what the client sent while its command waited for approval.
+async fn replay(to: &BackWriter, msg: FromClient) -> Result<(), String> {
+    match msg {
+        FromClient::Data(d) => to.data(d).await,
+        FromClient::Eof => to.eof().await,
+        FromClient::WindowChange(c, r, pw, ph) => to.window_change(c, r, pw, ph).await,
+        FromClient::Signal(s) => to.signal(s).await,
+        _ => Ok(()),
+    }
 }
 
 fn casting(shared: &Shared) -> bool {

@@ -9,6 +9,7 @@
 //! which owns the session's state; channel pumps report what they see to it as notes.
 
 mod channel;
+pub mod exec;
 pub mod russh_glue;
 mod session;
 pub mod sftp;
@@ -27,6 +28,21 @@ pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
 
 /// Exit status of a command refused by a guardrail (hoop's own "blocked" code).
 pub const BLOCKED_STATUS: u32 = 86;
+/// Exit status of a command whose review rejected it, expired or was withdrawn (hoop's 87).
+pub const NOT_APPROVED_STATUS: u32 = 87;
+/// Exit status of a command whose review is still pending when `hoop exec --wait/--no-wait`
+/// stopped waiting (hoop's 88).
+pub const REVIEW_PENDING_STATUS: u32 = 88;
+
+/// The gateway's own stderr lines on an exec channel start with these (the exec adapter
+/// classifies them; one module, so they cannot drift apart).
+pub(crate) const BLOCKED_PREFIX: &str = "hoop: blocked by guardrail ";
+/// See [`BLOCKED_PREFIX`]: a command held for review; the review id follows `review `.
+pub(crate) const REVIEW_NOTICE_PREFIX: &str = "hoop: command needs approval";
+/// See [`BLOCKED_PREFIX`].
+pub(crate) const NOT_APPROVED_PREFIX: &str = "hoop: command not approved: ";
+/// See [`BLOCKED_PREFIX`].
+pub(crate) const REVIEW_PENDING_PREFIX: &str = "hoop: command review pending: ";
 
 static HOST_KEY: OnceLock<HostKey> = OnceLock::new();
 
@@ -35,6 +51,11 @@ static HOST_KEY: OnceLock<HostKey> = OnceLock::new();
 pub fn prepare(data_dir: &Path) -> Result<String, String> {
     let key = host_key(data_dir)?;
     Ok(key.fingerprint())
+}
+
+/// The gateway's SSH host key as an OpenSSH public key line, once [`prepare`] loaded it.
+pub fn public_host_key() -> Option<String> {
+    HOST_KEY.get().map(HostKey::public_openssh)
 }
 
 fn host_key(data_dir: &Path) -> Result<HostKey, String> {
@@ -90,11 +111,6 @@ pub fn validate_connection(c: &ConnectionConfig, at: &str) -> Vec<String> {
     if c.database.is_some() {
         problems.push(format!(
             "`{at}.database` applies only to postgres connections"
-        ));
-    }
-    if c.review.as_ref().is_some_and(|r| !r.statements.is_empty()) {
-        problems.push(format!(
-            "`{at}.review.statements`: held commands are not supported on ssh connections yet; use `access = true` or guardrails"
         ));
     }
     problems

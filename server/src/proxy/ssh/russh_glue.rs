@@ -154,6 +154,11 @@ pub struct PtyModes(Vec<(Pty, u32)>);
 pub struct Signal(Sig);
 
 impl Signal {
+    /// SIGTERM (`hoop exec --timeout` stops the remote command with it).
+    pub fn term() -> Signal {
+        Signal(Sig::TERM)
+    }
+
     /// The name, for the recording (`INT`, `TERM`, ...).
     pub fn name(&self) -> String {
         match &self.0 {
@@ -614,10 +619,26 @@ pub enum TargetError {
 struct TargetHandler {
     pin: HostKeyPin,
     seen: Arc<Mutex<Option<(String, String)>>>,
+    /// The message of a disconnect the server sent (the gateway's own adapter explains itself
+    /// this way, e.g. when it cannot reach the target).
+    said: Arc<Mutex<Option<String>>>,
 }
 
 impl russh::client::Handler for TargetHandler {
     type Error = russh::Error;
+
+    async fn disconnected(
+        &mut self,
+        reason: russh::client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        match reason {
+            russh::client::DisconnectReason::ReceivedDisconnect(info) => {
+                *self.said.lock().unwrap_or_else(|p| p.into_inner()) = Some(info.message);
+                Ok(())
+            }
+            russh::client::DisconnectReason::Error(e) => Err(e),
+        }
+    }
 
     async fn check_server_key(
         &mut self,
@@ -656,6 +677,7 @@ impl TargetHandler {
 /// A logged-in connection to the target.
 pub struct Target {
     handle: russh::client::Handle<TargetHandler>,
+    said: Arc<Mutex<Option<String>>>,
 }
 
 /// Connects to `address`, checks the host key against `pin`, logs in as `user`.
@@ -673,9 +695,11 @@ pub async fn connect_target(
         ..Default::default()
     };
     let seen = Arc::new(Mutex::new(None));
+    let said = Arc::new(Mutex::new(None));
     let handler = TargetHandler {
         pin: pin.clone(),
         seen: seen.clone(),
+        said: said.clone(),
     };
     let connect = russh::client::connect(Arc::new(config), address, handler);
     let result = tokio::time::timeout(std::time::Duration::from_secs(20), connect)
@@ -684,7 +708,7 @@ pub async fn connect_target(
             address: address.to_string(),
             reason: "timed out".into(),
         })?;
-    let mut handle = match result {
+    let handle = match result {
         Ok(h) => h,
         Err(e) => {
             let mismatch = seen.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -701,6 +725,52 @@ pub async fn connect_target(
             });
         }
     };
+    login(handle, user, auth, said).await
+}
+
+/// Connects over `stream` to the gateway's own SSH adapter (`hoop exec` on an ssh connection):
+/// `host_key` is the gateway's, the login is `hoop` with the one-time secret.
+pub async fn connect_own_adapter<S>(
+    stream: S,
+    host_key: &HostKey,
+    secret: &str,
+) -> Result<Target, TargetError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = russh::client::Config {
+        inactivity_timeout: None,
+        window_size: 8 << 20,
+        ..Default::default()
+    };
+    let pin = HostKeyPin::Fingerprint(host_key.fingerprint());
+    let said = Arc::new(Mutex::new(None));
+    let handler = TargetHandler {
+        pin,
+        seen: Arc::new(Mutex::new(None)),
+        said: said.clone(),
+    };
+    let handle = russh::client::connect_stream(Arc::new(config), stream, handler)
+        .await
+        .map_err(|e| TargetError::Connect {
+            address: "the gateway's SSH adapter".into(),
+            reason: e.to_string(),
+        })?;
+    login(
+        handle,
+        "hoop",
+        &TargetAuth::Password(secret.to_string()),
+        said,
+    )
+    .await
+}
+
+async fn login(
+    mut handle: russh::client::Handle<TargetHandler>,
+    user: &str,
+    auth: &TargetAuth,
+    said: Arc<Mutex<Option<String>>>,
+) -> Result<Target, TargetError> {
     let refused = || TargetError::Refused {
         user: user.to_string(),
     };
@@ -729,17 +799,26 @@ pub async fn connect_target(
     if !ok {
         return Err(refused());
     }
-    Ok(Target { handle })
+    Ok(Target { handle, said })
 }
 
 impl Target {
     /// Opens a session channel on the target.
     pub async fn open_session(&self) -> Result<(BackReader, BackWriter), String> {
-        let ch = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| format!("the target refused a session channel: {e}"))?;
+        let ch = match self.handle.channel_open_session().await {
+            Ok(ch) => ch,
+            Err(e) => {
+                // The server may have said why it ended the connection; its disconnect is
+                // read just before or after the failed open.
+                for _ in 0..10 {
+                    if let Some(m) = self.said.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        return Err(m.strip_prefix("hoop: ").unwrap_or(&m).to_string());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                return Err(format!("the target refused a session channel: {e}"));
+            }
+        };
         let (r, w) = ch.split();
         Ok((BackReader(r), BackWriter(w)))
     }

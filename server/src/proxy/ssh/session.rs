@@ -221,6 +221,7 @@ where
                     channels += 1;
                     let env = ChannelEnv {
                         number: channels,
+                        session_id: st.id.clone(),
                         ctx: ctx.clone(),
                         policy: policy.clone(),
                         notes: tx,
@@ -413,6 +414,7 @@ async fn record(ctx: &TunnelContext, st: &mut State, note: Note) {
         } => st.execs.remove(&channel).map(|e| {
             let mut r = statement(st, e.at_ms, e.text);
             if let Verdict::Review { rule, .. } = e.verdict {
+                r.verdict = "review".into();
                 r.rule = Some(rule);
             }
             r.outcome = if status == Some(0) { "ok" } else { "error" }.into();
@@ -422,6 +424,22 @@ async fn record(ctx: &TunnelContext, st: &mut State, note: Note) {
                 (None, None) => "closed".into(),
             });
             r.duration_us = (now_ms() - r.at_ms).max(0) as u64 * 1000;
+            r
+        }),
+        Note::NotRun {
+            channel,
+            outcome,
+            reason,
+        } => st.execs.remove(&channel).map(|e| {
+            st.blocked += 1;
+            let mut r = statement(st, e.at_ms, e.text);
+            r.verdict = "review".into();
+            if let Verdict::Review { rule, .. } = e.verdict {
+                r.rule = Some(rule);
+            }
+            r.reason = Some(reason);
+            r.outcome = outcome.into();
+            r.tag = Some(format!("exit {}", super::NOT_APPROVED_STATUS));
             r
         }),
         Note::Typed { text, at_ms } => {
