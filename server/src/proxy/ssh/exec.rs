@@ -219,22 +219,35 @@ async fn drive(
     let mut status: Option<u32> = None;
     let mut signal: Option<String> = None;
     let mut timed_out = false;
+    let mut grace_until: Option<tokio::time::Instant> = None;
     loop {
         let next = match deadline {
             Some(d) if !timed_out => match tokio::time::timeout_at(d, reader.next()).await {
                 Ok(m) => m,
                 Err(_) => {
+                    // SIGTERM, then the command has TERM_GRACE to exit before the channel is
+                    // closed under it.
                     timed_out = true;
                     let _ = writer.signal(Signal::term()).await;
-                    let _ = writer.close().await;
-                    tokio::time::timeout(TERM_GRACE, reader.next())
-                        .await
-                        .unwrap_or_default()
+                    grace_until = Some(tokio::time::Instant::now() + TERM_GRACE);
+                    continue;
                 }
             },
-            Some(_) => tokio::time::timeout(TERM_GRACE, reader.next())
-                .await
-                .unwrap_or_default(),
+            Some(_) => match grace_until {
+                Some(g) => match tokio::time::timeout_at(g, reader.next()).await {
+                    Ok(m) => m,
+                    Err(_) => {
+                        let _ = writer.close().await;
+                        grace_until = None;
+                        tokio::time::timeout(TERM_GRACE, reader.next())
+                            .await
+                            .unwrap_or_default()
+                    }
+                },
+                None => tokio::time::timeout(TERM_GRACE, reader.next())
+                    .await
+                    .unwrap_or_default(),
+            },
             None => reader.next().await,
         };
         let Some(msg) = next else { break };
@@ -301,7 +314,7 @@ async fn drive(
         return Ok(Outcome::failed(
             ExecErrorKind::Timeout,
             format!(
-                "the command did not finish within {}s; it was sent SIGTERM and its channel closed",
+                "the command did not finish within {}s; it was sent SIGTERM",
                 req.timeout_secs.unwrap_or_default()
             ),
         ));
