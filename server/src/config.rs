@@ -820,6 +820,24 @@ mod tests {
     }
 
     #[test]
+    fn ssh_reviews_take_all_or_shell_rule_sets() {
+        let base = "password={env='PATH'}\nhost_key='SHA256:abc'\nguardrails=['no-destructive']\n";
+        let p = ssh(&format!(
+            "{base}review={{statements=['all','no-destructive'],approvers=['sre']}}"
+        ));
+        assert!(p.is_empty(), "{p:?}");
+        let p = ssh(&format!(
+            "{base}review={{statements=['write'],approvers=['sre']}}"
+        ));
+        assert!(
+            p.iter().any(|m| m.contains(
+                "\"write\" is neither `all` nor one of this connection's shell guardrails"
+            )),
+            "{p:?}"
+        );
+    }
+
+    #[test]
     fn ssh_connections_need_a_credential_and_a_pinned_host_key() {
         let p = ssh("");
         assert!(p.iter().any(|m| m.contains("private_key")), "{p:?}");

@@ -486,3 +486,35 @@ mod cache_tests {
         assert!(p.cache().shapes.is_empty());
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod shell_review_tests {
+    use super::*;
+
+    fn shell(review: &[&str]) -> Policy {
+        let review: Vec<String> = review.iter().map(|s| s.to_string()).collect();
+        Policy::compile_shell(&["no-destructive".into()], &[], &[], &[], &review).unwrap()
+    }
+
+    #[test]
+    fn a_reviewed_rule_set_turns_its_blocks_into_reviews() {
+        let p = shell(&["no-destructive"]);
+        assert!(matches!(
+            p.check_command("rm -rf /"),
+            Verdict::Review { rule, .. } if rule == "no-destructive"
+        ));
+        assert_eq!(p.check_command("ls"), Verdict::Allow);
+    }
+
+    #[test]
+    fn all_reviews_every_allowed_command_and_blocks_stay_blocks() {
+        let p = shell(&["all"]);
+        assert!(matches!(
+            p.check_command("uptime"),
+            Verdict::Review { rule, .. } if rule == "all"
+        ));
+        assert!(matches!(p.check_command("rm -rf /"), Verdict::Block { .. }));
+        assert_eq!(shell(&[]).check_command("uptime"), Verdict::Allow);
+    }
+}
