@@ -24,6 +24,8 @@ use crate::tunnel::TunnelContext;
 /// How long output may wait in the masker for the rest of a token before it is sent anyway
 /// (an interactive echo must not lag).
 const MASK_IDLE_FLUSH: Duration = Duration::from_millis(25);
+/// stdin kept for a command that waits for review (sent on once it is approved).
+const HELD_INPUT_LIMIT: usize = 1 << 20;
 /// How long the target may take to close a channel the client closed.
 const TARGET_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -455,15 +457,24 @@ async fn hold(
     let mut gone = false;
     // Watches the client's side of the channel while the command waits, until it closes.
     let watch = async {
-        loop {
+        let mut kept = 0usize;
+        // Past this much stdin the channel is no longer read: the client's SSH window then
+        // holds the rest back, instead of the gateway's memory.
+        while kept < HELD_INPUT_LIMIT {
             match from.next().await {
                 None | Some(FromClient::Close) => {
                     gone = true;
                     return;
                 }
-                Some(msg) => early.push(msg),
+                Some(msg) => {
+                    if let FromClient::Data(d) = &msg {
+                        kept += d.len();
+                    }
+                    early.push(msg);
+                }
             }
         }
+        std::future::pending::<()>().await
     };
     let r = ctx.state.reviews.hold(h, filed, watch).await;
     match r {
