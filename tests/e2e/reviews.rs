@@ -472,6 +472,67 @@ fn review_state(env: &Env, user: &str, id: i64) -> String {
     review["state"].as_str().unwrap_or_default().to_string()
 }
 
+/// Polls until review `id` is in `want` (the withdrawal follows the client's exit).
+async fn wait_state(env: &Env, id: i64, want: &str) {
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = review_state(env, "alice", id);
+        if last == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("review {id} is {last}, not {want}:\n{}", env.gw.logs());
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_withdraws_its_held_statement() {
+    let env = setup().await;
+    let alice = env.token("alice");
+    // A killed psql (no CancelRequest, the connection just closes).
+    let tunnel = env
+        .cli
+        .connect("shop2", &[("HOOP_TOKEN", &alice)])
+        .await
+        .unwrap();
+    let mut held = psql_spawn(&tunnel.url, "update items set qty = 77 where id = 3");
+    let id = env.pending_for("bob").await;
+    held.kill().unwrap();
+    let _ = held.wait();
+    wait_state(&env, id, "withdrawn").await;
+    // So a late approval cannot run it.
+    let out = env.hoop("bob", &["approve", &id.to_string()]);
+    assert_ne!(code(&out), 0, "a withdrawn review cannot be approved");
+
+    // A `hoop exec` whose caller is killed while its statement waits.
+    let mut cmd = tokio::process::Command::from(
+        env.cli
+            .command(&["exec", "shop2", "update items set qty = 78 where id = 3"])
+            .unwrap(),
+    );
+    cmd.env("HOOP_TOKEN", &alice)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let id = env.pending_for("bob").await;
+    child.kill().await.unwrap();
+    wait_state(&env, id, "withdrawn").await;
+    let out = env.hoop(
+        "alice",
+        &[
+            "exec",
+            "shop2",
+            "-o",
+            "csv",
+            "select qty from items where id = 3",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "qty\n3\n", "neither update ran");
+}
+
 #[tokio::test]
 async fn ctrl_c_withdraws_what_it_waits_for() {
     use hoop_tests::proc::{ChildGuard, Signal};

@@ -766,6 +766,47 @@ async fn held_ssh_commands_run_once_approved_and_not_when_rejected() {
         explain(&env, &out)
     );
     assert!(!marker.exists(), "a rejected command ran");
+    // A client that leaves while its command waits withdraws the review: ssh killed, and
+    // `hoop exec` killed.
+    let review_state = |id: i64| {
+        let out = env
+            .cli
+            .run_env(
+                &["reviews", "show", &id.to_string(), "-o", "json"],
+                &[("HOOP_TOKEN", &env.key)],
+            )
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["state"].as_str().unwrap_or_default().to_string()
+    };
+    let left_marker = env.sshd.dir().join("left-marker");
+    for via_exec in [false, true] {
+        let cmd_text = format!("touch {} # held-by-review", left_marker.display());
+        let mut child = if via_exec {
+            let mut cmd = env.cli.command(&["exec", "web", &cmd_text]).unwrap();
+            cmd.env("HOOP_TOKEN", &env.key);
+            spawn(cmd)
+        } else {
+            spawn(env.client.ssh_command(&[&cmd_text]))
+        };
+        let id = pending_review(&env, &approver).await;
+        child.kill().await.unwrap();
+        let mut state = String::new();
+        for _ in 0..100 {
+            state = review_state(id);
+            if state == "withdrawn" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(state, "withdrawn", "exec: {via_exec}\n{}", env.gw.logs());
+        let out = env
+            .cli
+            .run_env(&["approve", &id.to_string()], &[("HOOP_TOKEN", &approver)])
+            .unwrap();
+        assert_ne!(code(&out), 0, "a withdrawn review cannot be approved");
+    }
+    assert!(!left_marker.exists(), "a withdrawn command ran");
     // Blocks of rule sets not under review stay blocks.
     let out = env.client.ssh(&["rm -rf /"], None).unwrap();
     assert_eq!(code(&out), 86, "{}", explain(&env, &out));

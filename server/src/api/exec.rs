@@ -74,6 +74,12 @@ impl ExecSink {
         Ok(())
     }
 
+    /// Completes once the HTTP client has gone (the answer's body was dropped): an adapter
+    /// waiting on a held statement then gives it up.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+
     /// Sends what is buffered now.
     pub async fn flush(&mut self) -> Result<(), SinkClosed> {
         if self.buf.is_empty() {

@@ -84,8 +84,8 @@ pub async fn run(ctx: TunnelContext, req: ExecRequest, mut sink: ExecSink) {
         let _ = sink.send(&ExecEvent::Done { ok }).await;
         let _ = sink.flush().await;
     }
-    // The HTTP answer ends here, even if the adapter still winds down (a held statement after
-    // a timeout waits for its review to end).
+    // The HTTP answer ends here; the adapter winds down (a statement still held after a
+    // timeout sees the session close below, and its review is withdrawn).
     drop(sink);
     // Terminate (or just close) and let the adapter record the session's end.
     let mut out = BytesMut::new();
@@ -289,7 +289,14 @@ where
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(PIPE);
         }
-        let read = frontend.read_buf(&mut buf);
+        // The HTTP client may leave while a statement waits (for its review, or the target):
+        // then stop, so the adapter sees the session end and withdraws the review.
+        let read = async {
+            tokio::select! {
+                r = frontend.read_buf(&mut buf) => Ok(r),
+                () = sink.closed() => Err(SinkClosed),
+            }
+        };
         let n = match deadline {
             Some(d) if !timed_out => tokio::select! {
                 r = read => r,
@@ -315,7 +322,7 @@ where
             },
             None => read.await,
         };
-        match n {
+        match n? {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }

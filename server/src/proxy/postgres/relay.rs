@@ -39,6 +39,8 @@ use crate::util::random_chars;
 
 /// Read buffers start here and grow for larger messages.
 const READ_CHUNK: usize = 64 * 1024;
+/// What a client may pipeline while one of its statements waits for review (read and kept).
+const HELD_INPUT_LIMIT: usize = 1 << 20;
 /// An extended-protocol batch larger than this is forwarded without waiting for Sync.
 const MAX_HELD_BATCH: usize = 8 << 20;
 
@@ -385,7 +387,9 @@ where
                         Verdict::Review { rule, reason } => {
                             // Earlier messages go out before the wait.
                             flush(session, server, &mut out).await?;
-                            match hold(session, &text, &rule, &reason, &send).await {
+                            match hold(session, &text, &rule, &reason, &send, client, &mut buf)
+                                .await
+                            {
                                 Ok(filed) => {
                                     prepared.extend(defs);
                                     send(Item::Stmt(Box::new(pending)))?;
@@ -557,7 +561,7 @@ where
                     }
                     if let Some((text, rule, reason)) = batch.review.take() {
                         flush(session, server, &mut out).await?;
-                        match hold(session, &text, &rule, &reason, &send).await {
+                        match hold(session, &text, &rule, &reason, &send, client, &mut buf).await {
                             Ok(Some(id)) => {
                                 session.ctx.state.reviews.mark_executed(id).await.ok();
                             }
@@ -737,12 +741,14 @@ pub(super) fn review_in_notice(message: &str) -> Option<i64> {
 /// Files a statement review, tells the client at once (NoticeResponse), and waits for the
 /// decision. Ok(Some(review id)) when approved (the caller marks it executed once sent);
 /// Ok(None) when `hoop exec --review` ran an approved review (already marked executed).
-async fn hold(
+async fn hold<R: AsyncRead + Unpin>(
     session: &Session,
     text: &str,
     rule: &str,
     reason: &str,
     send: &impl Fn(Item) -> Result<(), String>,
+    client: &mut R,
+    buf: &mut BytesMut,
 ) -> Result<Option<i64>, NotRun> {
     let ctx = &session.ctx;
     let masked = masked_text(&session.policy, text);
@@ -772,11 +778,32 @@ async fn hold(
             ready: false,
         })
     };
-    // Ctrl-C in psql: a CancelRequest for this session withdraws what it waits for.
-    ctx.state
-        .reviews
-        .hold(hold, filed, session.hold_cancel.notified())
-        .await
+    // The client gave up: Ctrl-C in psql (a CancelRequest for this session), or it closed the
+    // connection (a killed psql, a `hoop exec` whose caller left). Either withdraws the review,
+    // so a late approval cannot run a statement nobody waits for. What the client pipelines
+    // meanwhile is read into `buf` (processed in order afterwards), up to a limit past which
+    // it is left to TCP backpressure.
+    let gone = async {
+        loop {
+            if buf.len() >= HELD_INPUT_LIMIT {
+                std::future::pending::<()>().await;
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(READ_CHUNK);
+            }
+            match client.read_buf(buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let cancel = async {
+        tokio::select! {
+            () = session.hold_cancel.notified() => {}
+            () = gone => {}
+        }
+    };
+    ctx.state.reviews.hold(hold, filed, cancel).await
 }
 
 /// Records a statement whose review did not approve it (or is still pending).

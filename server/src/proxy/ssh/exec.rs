@@ -221,35 +221,57 @@ async fn drive(
     let mut timed_out = false;
     let mut grace_until: Option<tokio::time::Instant> = None;
     loop {
-        let next = match deadline {
-            Some(d) if !timed_out => match tokio::time::timeout_at(d, reader.next()).await {
-                Ok(m) => m,
-                Err(_) => {
-                    // SIGTERM, then the command has TERM_GRACE to exit before the channel is
-                    // closed under it.
-                    timed_out = true;
-                    let _ = writer.signal(Signal::term()).await;
-                    grace_until = Some(tokio::time::Instant::now() + TERM_GRACE);
-                    continue;
-                }
-            },
-            Some(_) => match grace_until {
-                Some(g) => match tokio::time::timeout_at(g, reader.next()).await {
-                    Ok(m) => m,
+        let step = async {
+            match deadline {
+                Some(d) if !timed_out => match tokio::time::timeout_at(d, reader.next()).await {
+                    Ok(m) => Some(m),
                     Err(_) => {
-                        let _ = writer.close().await;
-                        grace_until = None;
-                        tokio::time::timeout(TERM_GRACE, reader.next())
-                            .await
-                            .unwrap_or_default()
+                        // SIGTERM, then the command has TERM_GRACE to exit before the channel is
+                        // closed under it.
+                        timed_out = true;
+                        let _ = writer.signal(Signal::term()).await;
+                        grace_until = Some(tokio::time::Instant::now() + TERM_GRACE);
+                        None
                     }
                 },
-                None => tokio::time::timeout(TERM_GRACE, reader.next())
-                    .await
-                    .unwrap_or_default(),
-            },
-            None => reader.next().await,
+                Some(_) => match grace_until {
+                    Some(g) => match tokio::time::timeout_at(g, reader.next()).await {
+                        Ok(m) => Some(m),
+                        Err(_) => {
+                            let _ = writer.close().await;
+                            grace_until = None;
+                            Some(
+                                tokio::time::timeout(TERM_GRACE, reader.next())
+                                    .await
+                                    .unwrap_or_default(),
+                            )
+                        }
+                    },
+                    None => Some(
+                        tokio::time::timeout(TERM_GRACE, reader.next())
+                            .await
+                            .unwrap_or_default(),
+                    ),
+                },
+                None => Some(reader.next().await),
+            }
         };
+        // The HTTP client may leave while the command waits (for its review) or runs: close
+        // the channel, so the adapter withdraws the review or the target ends the command.
+        let mut left = false;
+        let next = tokio::select! {
+            m = step => m,
+            () = sink.closed() => {
+                left = true;
+                None
+            }
+        };
+        if left {
+            let _ = writer.close().await;
+            return Err(SinkClosed);
+        }
+        // None: the deadline passed just now (SIGTERM sent); read on.
+        let Some(next) = next else { continue };
         let Some(msg) = next else { break };
         if matches!(msg, FromTarget::Data(_) | FromTarget::Stderr(..))
             && let Some(line) = answer.take()
