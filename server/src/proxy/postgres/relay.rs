@@ -728,14 +728,7 @@ fn not_run_error(not_run: &NotRun) -> BytesMut {
 
 /// The review id a notice of [`hold`] names, if it is one.
 pub(super) fn review_in_notice(message: &str) -> Option<i64> {
-    let rest = message.strip_prefix(REVIEW_NOTICE_PREFIX)?;
-    let at = rest.find("review ")? + "review ".len();
-    let digits: String = rest
-        .get(at..)?
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
+    crate::reviews::id_in_notice(message, REVIEW_NOTICE_PREFIX)
 }
 
 /// Files a statement review, tells the client at once (NoticeResponse), and waits for the

@@ -131,15 +131,8 @@ fn gateway_line(text: &str) -> Option<GatewayLine> {
     if line.starts_with(super::REVIEW_PENDING_PREFIX) {
         return Some(GatewayLine::Pending(plain(line)));
     }
-    let rest = line.strip_prefix(super::REVIEW_NOTICE_PREFIX)?;
-    let at = rest.find("review ")? + "review ".len();
-    let digits: String = rest
-        .get(at..)?
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
     Some(GatewayLine::Notice {
-        id: digits.parse().ok()?,
+        id: crate::reviews::id_in_notice(line, super::REVIEW_NOTICE_PREFIX)?,
         message: plain(line),
     })
 }
