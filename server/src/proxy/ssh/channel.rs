@@ -319,7 +319,19 @@ async fn client_to_target(
                             answer_exec(&front, &to, line, status).await;
                             continue;
                         }
-                        Held::Gone => break,
+                        Held::Gone => {
+                            // Recorded as a withdrawn review, not as a command that ran.
+                            let _ = env
+                                .notes
+                                .send(Note::NotRun {
+                                    channel: env.number,
+                                    outcome: "rejected",
+                                    reason: "the client left; the review was withdrawn".into(),
+                                })
+                                .await;
+                            let _ = to.close().await;
+                            break;
+                        }
                     }
                 }
                 match verdict {

@@ -438,8 +438,13 @@ async fn record(ctx: &TunnelContext, st: &mut State, note: Note) {
                 r.rule = Some(rule);
             }
             r.reason = Some(reason);
+            let status = if outcome == "pending" {
+                super::REVIEW_PENDING_STATUS
+            } else {
+                super::NOT_APPROVED_STATUS
+            };
             r.outcome = outcome.into();
-            r.tag = Some(format!("exit {}", super::NOT_APPROVED_STATUS));
+            r.tag = Some(format!("exit {status}"));
             r
         }),
         Note::Typed { text, at_ms } => {
