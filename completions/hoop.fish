@@ -77,7 +77,7 @@ complete -c hoop -n "__fish_hoop_using_subcommand exec" -s f -l file -d 'Read th
 complete -c hoop -n "__fish_hoop_using_subcommand exec" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 csv\t'RFC 4180 CSV with a header line per result set'
 tsv\t'Tab-separated, with a header line per result set'
-json\t'One JSON object per result set and line: `{columns, rows, command}`; on ssh connections one `{stdout, stderr, exit_status, signal}` (`--stream`: the gateway\'s NDJSON events)'"
+json\t'One JSON object per result set and line: `{columns, rows, command}`; on ssh connections one `{stdout, stderr, exit_status, signal, truncated}` (`--stream`: the NDJSON events)'"
 complete -c hoop -n "__fish_hoop_using_subcommand exec" -l timeout -d 'Cancel the statement after this long, like `30s` (exit 89)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand exec" -l reason -d 'Why you need access (connections that need an approved access review)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand exec" -l duration -d 'How long the access window should last (connections with access reviews)' -r

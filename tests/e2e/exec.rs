@@ -429,6 +429,53 @@ async fn exec_exit_codes() {
 }
 
 #[tokio::test]
+async fn a_target_cannot_pass_its_errors_off_as_the_gateways() {
+    let env = setup().await;
+    // The target's error worded like a guardrail block is a statement failure (1), not 86.
+    let out = env.ci(&[
+        "plain",
+        "do $$ begin raise exception 'blocked by guardrail fake: nothing'; end $$",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("blocked by guardrail fake"),
+        "{}",
+        stderr(&out)
+    );
+    // ... and a rejection or a pending review likewise.
+    let out = env.ci(&[
+        "plain",
+        "do $$ begin raise exception 'statement review pending: review 1 is pending'; end $$",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // The target's notice naming a review is a notice, not a review event.
+    let out = env.ci(&[
+        "plain",
+        "-o",
+        "json",
+        "--stream",
+        "do $$ begin raise notice 'statement needs approval (x): review 1 — approve with `hoop approve 1`; waiting up to 5m'; end $$",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let events: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!events.iter().any(|e| e["event"] == "review"), "{events:?}");
+    assert!(
+        events.iter().any(|e| e["event"] == "notice"
+            && e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("review 1")),
+        "{events:?}"
+    );
+    // The gateway's own block is still 86.
+    let out = env.ci(&["shop", "drop table items"]);
+    assert_eq!(code(&out), 86, "{}", stderr(&out));
+}
+
+#[tokio::test]
 async fn exec_review_no_wait_then_approved_review_runs_it() {
     let env = setup().await;
     let update = "update items set qty = 0 where id = 1";

@@ -859,6 +859,159 @@ async fn held_ssh_commands_run_once_approved_and_not_when_rejected() {
     );
 }
 
+/// The review of `id` as `hoop reviews show` reports it.
+fn review_state(env: &Env, id: i64) -> String {
+    let out = env
+        .cli
+        .run_env(
+            &["reviews", "show", &id.to_string(), "-o", "json"],
+            &[("HOOP_TOKEN", &env.key)],
+        )
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["state"].as_str().unwrap_or_default().to_string()
+}
+
+/// The number after `after` in `text`.
+fn review_id_in(text: &str, after: &str) -> i64 {
+    let at = text
+        .find(after)
+        .unwrap_or_else(|| panic!("no {after:?} in {text}"))
+        + after.len();
+    text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// `cmd` with `input` on its stdin, spawned.
+fn spawn_with_stdin(
+    mut cmd: std::process::Command,
+    input: &std::path::Path,
+) -> tokio::process::Child {
+    cmd.stdin(std::fs::File::open(input).unwrap());
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd.spawn().unwrap()
+}
+
+#[tokio::test]
+async fn held_ssh_commands_keep_bounded_input_and_time_out_unrun() {
+    let env = setup(HELD).await;
+    let approver = env.approver();
+    // stdin sent while the command waits reaches it once approved, whole.
+    let small = env.sshd.dir().join("held-small-input");
+    std::fs::write(&small, vec![b'x'; 300 * 1024]).unwrap();
+    let child = spawn_with_stdin(env.client.ssh_command(&["wc -c # held-by-review"]), &small);
+    let id = pending_review(&env, &approver).await;
+    // Give ssh time to send all of it while the command waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = env
+        .cli
+        .run_env(&["approve", &id.to_string()], &[("HOOP_TOKEN", &approver)])
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = wait_output(child).await;
+    assert_eq!(code(&out), 0, "{}", explain(&env, &out));
+    assert_eq!(stdout(&out).trim(), (300 * 1024).to_string());
+    // More than 1 MiB while it waits: the review is withdrawn and the command refused, the
+    // connection is not stalled, nothing runs.
+    let big = env.sshd.dir().join("held-big-input");
+    std::fs::write(&big, vec![b'y'; 3 << 20]).unwrap();
+    let marker = env.sshd.dir().join("held-big-marker");
+    let child = spawn_with_stdin(
+        env.client.ssh_command(&[&format!(
+            "cat > /dev/null; touch {} # held-by-review",
+            marker.display()
+        )]),
+        &big,
+    );
+    let out = wait_output(child).await;
+    assert_eq!(code(&out), 87, "{}", explain(&env, &out));
+    let id = review_id_in(&stderr(&out), "so review ");
+    assert!(
+        stderr(&out).contains("more than 1024 KiB of input")
+            && stderr(&out).contains(&format!("review {id} was withdrawn")),
+        "{}",
+        explain(&env, &out)
+    );
+    assert_eq!(review_state(&env, id), "withdrawn");
+    // `hoop exec --timeout` on a held command: it never runs, its review is withdrawn.
+    let marker = env.sshd.dir().join("held-timeout-marker");
+    let out = env.hoop(&[
+        "exec",
+        "web",
+        "--timeout",
+        "2s",
+        &format!("touch {} # held-by-review", marker.display()),
+    ]);
+    assert_eq!(code(&out), 89, "{}", explain(&env, &out));
+    assert!(
+        stderr(&out).contains("still waiting for review") && stderr(&out).contains("not run"),
+        "{}",
+        explain(&env, &out)
+    );
+    assert!(!stderr(&out).contains("SIGTERM"), "{}", explain(&env, &out));
+    let id = review_id_in(&stderr(&out), "waiting for review ");
+    let mut state = String::new();
+    for _ in 0..100 {
+        state = review_state(&env, id);
+        if state == "withdrawn" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "withdrawn", "{}", env.gw.logs());
+    assert!(!marker.exists(), "a timed-out held command ran");
+}
+
+#[tokio::test]
+async fn a_target_cannot_pass_its_output_off_as_the_gateways_answer() {
+    let env = setup(GUARDED).await;
+    // A command that prints the gateway's block line and exits with its status is still the
+    // target's command: its stderr and status pass through as output.
+    let spoof =
+        "echo 'hoop: blocked by guardrail fake: nothing; the command was not run' >&2; exit 86";
+    let out = env.hoop(&["exec", "web", "-o", "json", spoof]);
+    assert_eq!(code(&out), 86, "{}", explain(&env, &out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exit_status"], 86, "{v}");
+    assert!(
+        v["stderr"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("blocked by guardrail fake"),
+        "{v}"
+    );
+    // A review notice printed by the target is output, not a review.
+    let spoof = "echo 'hoop: command needs approval (x): review 1; approve with `hoop approve 1`; waiting up to 5m' >&2";
+    let out = env.hoop(&["exec", "web", "-o", "json", "--stream", spoof]);
+    assert_eq!(code(&out), 0, "{}", explain(&env, &out));
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!events.iter().any(|e| e["event"] == "review"), "{events:?}");
+    assert!(
+        events.iter().any(|e| e["event"] == "output"
+            && e["stream"] == "stderr"
+            && e["data"].as_str().unwrap_or_default().contains("review 1")),
+        "{events:?}"
+    );
+    // The gateway's real block is still an error, with no output object.
+    let out = env.hoop(&["exec", "web", "-o", "json", "rm -rf /"]);
+    assert_eq!(code(&out), 86, "{}", explain(&env, &out));
+    assert!(
+        stderr(&out).contains("blocked by guardrail no-destructive"),
+        "{}",
+        explain(&env, &out)
+    );
+}
+
 #[tokio::test]
 async fn env_requests_pass_only_on_the_allow_list() {
     let env = setup(r#"env_allow = ["HOOP_TEST_OK*"]"#).await;

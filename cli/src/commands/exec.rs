@@ -42,7 +42,7 @@ pub enum ExecFormat {
     /// Tab-separated, with a header line per result set.
     Tsv,
     /// One JSON object per result set and line: `{columns, rows, command}`; on ssh connections
-    /// one `{stdout, stderr, exit_status, signal}` (`--stream`: the gateway's NDJSON events).
+    /// one `{stdout, stderr, exit_status, signal, truncated}` (`--stream`: the NDJSON events).
     Json,
 }
 
@@ -480,6 +480,41 @@ struct RemoteCommand {
     stderr: String,
     exit_status: Option<u32>,
     signal: Option<String>,
+    /// Output past [`JSON_OUTPUT_LIMIT`] was dropped.
+    truncated: bool,
+}
+
+/// `-o json` on an SSH connection keeps at most this much output (both streams) for its one
+/// object; `--stream` has no limit.
+const JSON_OUTPUT_LIMIT: usize = 64 << 20;
+
+impl RemoteCommand {
+    fn keep(&mut self, stream: ExecStream, data: &str) {
+        self.keep_within(stream, data, JSON_OUTPUT_LIMIT);
+    }
+
+    fn keep_within(&mut self, stream: ExecStream, data: &str, limit: usize) {
+        let room = limit.saturating_sub(self.stdout.len() + self.stderr.len());
+        let take = if data.len() <= room {
+            data
+        } else {
+            if !self.truncated {
+                self.truncated = true;
+                note(format!(
+                    "hoop: the command printed more than {limit} bytes; the JSON object keeps the first {limit} (use --stream for all of it)"
+                ));
+            }
+            let mut end = room;
+            while !data.is_char_boundary(end) {
+                end -= 1;
+            }
+            data.get(..end).unwrap_or_default()
+        };
+        match stream {
+            ExecStream::Stdout => self.stdout.push_str(take),
+            ExecStream::Stderr => self.stderr.push_str(take),
+        }
+    }
 }
 
 impl Printer {
@@ -520,8 +555,7 @@ impl Printer {
             ExecEvent::Notice { .. } | ExecEvent::Review { .. } => {}
             ExecEvent::Output { stream, data } => match (self.format, stream) {
                 // `-o json` without --stream: one object once the command ends.
-                (ExecFormat::Json, ExecStream::Stdout) => self.command.stdout.push_str(data),
-                (ExecFormat::Json, ExecStream::Stderr) => self.command.stderr.push_str(data),
+                (ExecFormat::Json, stream) => self.command.keep(*stream, data),
                 // Otherwise the remote command's streams pass through, in order.
                 (_, ExecStream::Stdout) => self.out.write_all(data.as_bytes())?,
                 (_, ExecStream::Stderr) => {
@@ -543,13 +577,19 @@ impl Printer {
     fn finish(&mut self) -> std::io::Result<()> {
         if !self.stream {
             self.close_set(None)?;
-            if self.format == ExecFormat::Json && self.command.ran {
+            // Also when it ended without an exit (a timeout, a cut connection): what it
+            // printed is kept, with a null status.
+            let c = &self.command;
+            if self.format == ExecFormat::Json
+                && (c.ran || !c.stdout.is_empty() || !c.stderr.is_empty())
+            {
                 let c = std::mem::take(&mut self.command);
                 let obj = json!({
                     "stdout": c.stdout,
                     "stderr": c.stderr,
                     "exit_status": c.exit_status,
                     "signal": c.signal,
+                    "truncated": c.truncated,
                 });
                 serde_json::to_writer(&mut self.out, &obj)?;
                 self.out.write_all(b"\n")?;
@@ -746,6 +786,20 @@ mod tests {
     fn cells_stay_on_one_line() {
         assert_eq!(clean_cell("a\nb\tc"), "a\\nb\\tc");
         assert_eq!(clean_cell("plain"), "plain");
+    }
+
+    #[test]
+    fn json_output_of_a_remote_command_is_bounded() {
+        let mut c = RemoteCommand::default();
+        c.keep_within(ExecStream::Stdout, "abc", 8);
+        c.keep_within(ExecStream::Stderr, "dé", 8);
+        assert!(!c.truncated);
+        // 6 of 8 bytes used: "fg" fits, the rest is dropped, cut on a character boundary.
+        c.keep_within(ExecStream::Stdout, "fgé", 8);
+        assert_eq!((c.stdout.as_str(), c.stderr.as_str()), ("abcfg", "dé"));
+        assert!(c.truncated);
+        c.keep_within(ExecStream::Stderr, "more", 8);
+        assert_eq!(c.stderr, "dé");
     }
 
     #[test]

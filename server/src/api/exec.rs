@@ -130,6 +130,7 @@ async fn exec(
         .record(ev)
         .await
         .map_err(|e| ApiFailure::internal(format!("cannot audit an exec request: {e}")))?;
+    let (answers, answers_rx) = crate::tunnel::Answers::new();
     let ctx = TunnelContext {
         identity,
         connection,
@@ -139,14 +140,17 @@ async fn exec(
         state,
         grant_ended,
         review_mode: req.review,
+        answers: Some(answers),
     };
     let (tx, mut rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     tokio::spawn(async move {
         let sink = ExecSink::new(tx);
         // A new kind adds its adapter's `exec::run` here.
         match ctx.connection.kind {
-            ConnectionKind::Postgres => crate::proxy::postgres::exec::run(ctx, req, sink).await,
-            ConnectionKind::Ssh => crate::proxy::ssh::exec::run(ctx, req, sink).await,
+            ConnectionKind::Postgres => {
+                crate::proxy::postgres::exec::run(ctx, req, sink, answers_rx).await
+            }
+            ConnectionKind::Ssh => crate::proxy::ssh::exec::run(ctx, req, sink, answers_rx).await,
         }
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));

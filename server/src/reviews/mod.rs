@@ -1019,19 +1019,6 @@ impl NotRun {
     }
 }
 
-/// The review id in an adapter's "filed, waiting" notice: the digits after `review ` in a
-/// message that starts with `prefix` (each adapter's own notice prefix).
-pub fn id_in_notice(message: &str, prefix: &str) -> Option<ReviewId> {
-    let rest = message.strip_prefix(prefix)?;
-    let at = rest.find("review ")? + "review ".len();
-    let digits: String = rest
-        .get(at..)?
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
 /// One statement (SQL) or command (SSH exec) a session holds for review.
 pub struct Hold<'a> {
     /// The connection it runs on.

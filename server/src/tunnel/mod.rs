@@ -44,6 +44,55 @@ pub struct TunnelContext {
     /// What a statement that needs review does: tunnels hold it (`Hold`); `hoop exec` may ask
     /// not to wait, or run one that is already approved.
     pub review_mode: ExecReviewMode,
+    /// `hoop exec` only: where the adapter reports what it answered itself (see [`Answer`]).
+    pub answers: Option<Answers>,
+}
+
+impl TunnelContext {
+    /// Reports one of the adapter's own answers to `hoop exec`. False on a tunnel (nobody
+    /// listens beside the protocol): the adapter then says it in the protocol only.
+    pub fn tell(&self, answer: Answer) -> bool {
+        match &self.answers {
+            Some(a) => {
+                // The receiver may be gone already (the exec ended): nothing left to tell.
+                let _ = a.0.send(answer);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What an adapter answered itself, rather than the target, for one statement or command.
+/// `hoop exec` reads these beside the protocol, so a target whose output looks like the
+/// gateway's (a `hoop: blocked by guardrail` line, a notice naming a review) cannot pass for
+/// it: only what arrives here is the gateway's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Filed review `id` and waits for it (`message`: what the user is told).
+    Review { id: i64, message: String },
+    /// The held statement or command was approved: it runs now.
+    Approved,
+    /// A guardrail refused it.
+    Blocked(String),
+    /// Its review was rejected, expired or withdrawn, or `--review` did not apply.
+    NotApproved(String),
+    /// Its review is still pending when the caller stopped waiting.
+    Pending(String),
+}
+
+/// The sending half of an exec's answers. Unbounded: an adapter sends at most a few answers
+/// per statement of one request, whose size the API already bounds, and it must never wait on
+/// the exec side that is reading its protocol output.
+#[derive(Debug, Clone)]
+pub struct Answers(pub(crate) tokio::sync::mpsc::UnboundedSender<Answer>);
+
+impl Answers {
+    /// A new pair: the context's half and the exec side's receiver.
+    pub fn new() -> (Self, tokio::sync::mpsc::UnboundedReceiver<Answer>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
 }
 
 /// Why a caller may not use a connection: the status, a stable code and a sentence.
@@ -209,6 +258,7 @@ pub async fn handle_connect<B: Send + 'static>(
         state,
         grant_ended,
         review_mode: ExecReviewMode::Hold,
+        answers: None,
     };
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {

@@ -13,35 +13,55 @@
 //! the duplex pipe holds at most [`PIPE`] bytes and the sink a few chunks, so a slow reader
 //! of the HTTP answer stops the relay, which stops reading from the target (TCP backpressure).
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use hoop_shared::exec::{ExecColumn, ExecErrorKind, ExecEvent, ExecRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::codec;
-use super::relay::{BLOCKED_PREFIX, NOT_APPROVED_PREFIX, REVIEW_PENDING_PREFIX, review_in_notice};
 use super::{SERVER_LIMITS, cancel_keys};
 use crate::api::exec::{ExecSink, SinkClosed};
-use crate::tunnel::TunnelContext;
+use crate::tunnel::{Answer, TunnelContext};
 
 /// Bytes buffered between the adapter and this client.
 const PIPE: usize = 64 * 1024;
 /// After a timeout's cancel, how long the target gets to answer before the answer is cut.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
-/// How an ErrorResponse is reported.
-fn classify(sqlstate: &str, message: &str, timed_out: bool) -> ExecErrorKind {
-    if message.starts_with(BLOCKED_PREFIX) {
-        ExecErrorKind::Blocked
-    } else if message.starts_with(REVIEW_PENDING_PREFIX) {
-        ExecErrorKind::ReviewPending
-    } else if message.starts_with(NOT_APPROVED_PREFIX) {
-        ExecErrorKind::ReviewRejected
-    } else if timed_out && sqlstate == "57014" {
-        ExecErrorKind::Timeout
-    } else {
-        ExecErrorKind::Statement
+/// How an ErrorResponse is reported: the gateway's own answer when one with this message was
+/// told beside the protocol (see [`Answer`]); otherwise the target's.
+fn classify(sqlstate: &str, answer: Option<&Answer>, timed_out: bool) -> ExecErrorKind {
+    match answer {
+        Some(Answer::Blocked(_)) => ExecErrorKind::Blocked,
+        Some(Answer::Pending(_)) => ExecErrorKind::ReviewPending,
+        Some(Answer::NotApproved(_)) => ExecErrorKind::ReviewRejected,
+        _ if timed_out && sqlstate == "57014" => ExecErrorKind::Timeout,
+        _ => ExecErrorKind::Statement,
+    }
+}
+
+/// The adapter's answers told so far, matched to the messages that carry them.
+struct Told {
+    rx: UnboundedReceiver<Answer>,
+    queue: VecDeque<Answer>,
+}
+
+impl Told {
+    /// The answer whose message is `message`, if the adapter told one. An answer is told
+    /// before its message is written, so it is here by the time the message is read.
+    fn take(&mut self, message: &str) -> Option<Answer> {
+        while let Ok(a) = self.rx.try_recv() {
+            self.queue.push_back(a);
+        }
+        let at = self.queue.iter().position(|a| match a {
+            Answer::Blocked(m) | Answer::NotApproved(m) | Answer::Pending(m) => m == message,
+            Answer::Review { message: m, .. } => m == message,
+            Answer::Approved => false,
+        })?;
+        self.queue.remove(at)
     }
 }
 
@@ -73,12 +93,22 @@ async fn cancel(key: (i32, i32)) {
     }
 }
 
-/// Runs `req` on the connection in `ctx` (whose `secret` is fresh) and streams the events.
-pub async fn run(ctx: TunnelContext, req: ExecRequest, mut sink: ExecSink) {
+/// Runs `req` on the connection in `ctx` (whose `secret` is fresh and whose `answers` feed
+/// `answers`) and streams the events.
+pub async fn run(
+    ctx: TunnelContext,
+    req: ExecRequest,
+    mut sink: ExecSink,
+    answers: UnboundedReceiver<Answer>,
+) {
     let secret = ctx.secret.clone();
     let (mut frontend, backend) = tokio::io::duplex(PIPE);
     let adapter = tokio::spawn(super::serve(backend, ctx));
-    let outcome = drive(&mut frontend, &secret, &req, &mut sink).await;
+    let mut told = Told {
+        rx: answers,
+        queue: VecDeque::new(),
+    };
+    let outcome = drive(&mut frontend, &secret, &req, &mut sink, &mut told).await;
     let ok = matches!(outcome, Ok(true));
     if outcome.is_ok() {
         let _ = sink.send(&ExecEvent::Done { ok }).await;
@@ -102,6 +132,7 @@ async fn drive<F>(
     secret: &str,
     req: &ExecRequest,
     sink: &mut ExecSink,
+    told: &mut Told,
 ) -> Result<bool, SinkClosed>
 where
     F: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -200,8 +231,8 @@ where
                 }
                 b'N' => {
                     let (_, message) = codec::error_fields(&msg);
-                    match review_in_notice(&message) {
-                        Some(id) => {
+                    match told.take(&message) {
+                        Some(Answer::Review { id, .. }) => {
                             sink.send(&ExecEvent::Review {
                                 id,
                                 state: "pending".into(),
@@ -209,7 +240,7 @@ where
                             })
                             .await?
                         }
-                        None => {
+                        _ => {
                             sink.send(&ExecEvent::Notice {
                                 severity: severity(&msg),
                                 message,
@@ -226,7 +257,7 @@ where
                     let kind = if fatal && !query_sent {
                         ExecErrorKind::Session
                     } else {
-                        classify(&sqlstate, &message, timed_out)
+                        classify(&sqlstate, told.take(&message).as_ref(), timed_out)
                     };
                     ok = false;
                     failed = true;
@@ -342,54 +373,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gateway_answers_are_classified() {
+    fn only_told_answers_are_the_gateways() {
+        let (tx, rx) = crate::tunnel::Answers::new();
+        let ctx_told = |a: Answer| {
+            // What TunnelContext::tell does.
+            let _ = tx.0.send(a);
+        };
+        let mut told = Told {
+            rx,
+            queue: VecDeque::new(),
+        };
+        ctx_told(Answer::Blocked("blocked by guardrail no-ddl: DROP".into()));
+        ctx_told(Answer::Review {
+            id: 42,
+            message: "statement needs approval (write): review 42".into(),
+        });
+        // A target that words its own error like the gateway's is still the target.
+        let spoof = told.take("statement not approved: review 3 was rejected");
+        assert_eq!(spoof, None);
         assert_eq!(
-            classify("42501", "blocked by guardrail no-ddl: DROP", false),
-            ExecErrorKind::Blocked
+            classify("42501", spoof.as_ref(), false),
+            ExecErrorKind::Statement
         );
+        let a = told.take("blocked by guardrail no-ddl: DROP");
+        assert_eq!(classify("42501", a.as_ref(), false), ExecErrorKind::Blocked);
+        // Each answer stands for one message.
+        assert_eq!(told.take("blocked by guardrail no-ddl: DROP"), None);
+        assert!(matches!(
+            told.take("statement needs approval (write): review 42"),
+            Some(Answer::Review { id: 42, .. })
+        ));
         assert_eq!(
-            classify(
-                "42501",
-                "statement not approved: review 3 was rejected",
-                false
-            ),
+            classify("42501", Some(&Answer::NotApproved("x".into())), false),
             ExecErrorKind::ReviewRejected
         );
         assert_eq!(
-            classify(
-                "42501",
-                "statement review pending: review 3 is pending",
-                false
-            ),
+            classify("42501", Some(&Answer::Pending("x".into())), false),
             ExecErrorKind::ReviewPending
         );
-        // The target's own permission error is a statement failure.
-        assert_eq!(
-            classify("42501", "permission denied for table t", false),
-            ExecErrorKind::Statement
-        );
-        assert_eq!(
-            classify("57014", "canceling statement due to user request", true),
-            ExecErrorKind::Timeout
-        );
-        assert_eq!(
-            classify(
-                "57014",
-                "canceling statement due to statement timeout",
-                false
-            ),
-            ExecErrorKind::Statement
-        );
-    }
-
-    #[test]
-    fn the_review_notice_names_its_id() {
-        assert_eq!(
-            review_in_notice(
-                "statement needs approval (write): review 42 — approve with `hoop approve 42`; waiting up to 5m"
-            ),
-            Some(42)
-        );
-        assert_eq!(review_in_notice("review 42"), None);
+        assert_eq!(classify("57014", None, true), ExecErrorKind::Timeout);
+        assert_eq!(classify("57014", None, false), ExecErrorKind::Statement);
     }
 }

@@ -34,7 +34,7 @@ use crate::policy::masking::MaskCounts as LiveCounts;
 use crate::policy::{MaskCounts, Policy, Verdict};
 use crate::recording::{SessionStart, SessionSummary, StatementRecord};
 use crate::reviews::{Hold, NotRun};
-use crate::tunnel::TunnelContext;
+use crate::tunnel::{Answer, TunnelContext};
 use crate::util::random_chars;
 
 /// Read buffers start here and grow for larger messages.
@@ -299,14 +299,17 @@ struct Extended {
 /// What a bound portal runs.
 type PortalInfo = (Arc<str>, Vec<Option<String>>);
 
-fn blocked_error(rule: &str, reason: &str) -> BytesMut {
+/// The ErrorResponse for a blocked statement (told to `hoop exec` beside the protocol too).
+fn blocked_error(ctx: &TunnelContext, rule: &str, reason: &str) -> BytesMut {
+    let message = format!("{BLOCKED_PREFIX}{rule}: {reason}");
+    ctx.tell(Answer::Blocked(message.clone()));
     let mut b = BytesMut::new();
     codec::put_error(
         &mut b,
         b'E',
         "ERROR",
         "42501",
-        &format!("{BLOCKED_PREFIX}{rule}: {reason}"),
+        &message,
         Some("hoop refused this statement; the session continues"),
     );
     b
@@ -380,7 +383,7 @@ where
                         Verdict::Block { rule, reason } => {
                             block(session, pending, &rule, &reason).await?;
                             send(Item::Local {
-                                bytes: blocked_error(&rule, &reason),
+                                bytes: blocked_error(&session.ctx, &rule, &reason),
                                 ready: true,
                             })?;
                         }
@@ -403,7 +406,7 @@ where
                                 Err(not_run) => {
                                     refuse(session, pending, &rule, &not_run).await?;
                                     send(Item::Local {
-                                        bytes: not_run_error(&not_run),
+                                        bytes: not_run_error(&session.ctx, &not_run),
                                         ready: true,
                                     })?;
                                 }
@@ -541,12 +544,12 @@ where
                         batch.items.clear();
                         if sync && !batch.forwarded {
                             send(Item::Local {
-                                bytes: blocked_error(&rule, &reason),
+                                bytes: blocked_error(&session.ctx, &rule, &reason),
                                 ready: true,
                             })?;
                         } else {
                             send(Item::Local {
-                                bytes: blocked_error(&rule, &reason),
+                                bytes: blocked_error(&session.ctx, &rule, &reason),
                                 ready: false,
                             })?;
                             if sync {
@@ -583,7 +586,7 @@ where
                                 batch.items.clear();
                                 let ready = sync && !batch.forwarded;
                                 send(Item::Local {
-                                    bytes: not_run_error(&not_run),
+                                    bytes: not_run_error(&session.ctx, &not_run),
                                     ready,
                                 })?;
                                 if !ready {
@@ -631,7 +634,7 @@ where
                     );
                     block(session, p, rule, reason).await?;
                     send(Item::Local {
-                        bytes: blocked_error(rule, reason),
+                        bytes: blocked_error(&session.ctx, rule, reason),
                         ready: true,
                     })?;
                 }
@@ -697,38 +700,37 @@ async fn flush<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Message prefixes of the gateway's own answers, which `exec.rs` classifies (one module, so
-/// they cannot drift apart).
-pub(super) const NOT_APPROVED_PREFIX: &str = "statement not approved: ";
+/// Message prefixes of the gateway's own answers (`hoop exec` learns which messages are the
+/// gateway's beside the protocol, from [`Answer`]s).
+const NOT_APPROVED_PREFIX: &str = "statement not approved: ";
 /// See [`NOT_APPROVED_PREFIX`].
-pub(super) const REVIEW_PENDING_PREFIX: &str = "statement review pending: ";
+const REVIEW_PENDING_PREFIX: &str = "statement review pending: ";
 /// See [`NOT_APPROVED_PREFIX`].
-pub(super) const BLOCKED_PREFIX: &str = "blocked by guardrail ";
+const BLOCKED_PREFIX: &str = "blocked by guardrail ";
 /// The notice naming a review starts like this; the id follows.
-pub(super) const REVIEW_NOTICE_PREFIX: &str = "statement needs approval";
+const REVIEW_NOTICE_PREFIX: &str = "statement needs approval";
 
 /// The ErrorResponse a client gets for a statement its review did not let run; the session
-/// continues.
-fn not_run_error(not_run: &NotRun) -> BytesMut {
+/// continues (told to `hoop exec` beside the protocol too).
+fn not_run_error(ctx: &TunnelContext, not_run: &NotRun) -> BytesMut {
     let mut b = BytesMut::new();
-    let prefix = match not_run {
-        NotRun::Refused(_) => NOT_APPROVED_PREFIX,
-        NotRun::Pending(_) => REVIEW_PENDING_PREFIX,
+    let message = match not_run {
+        NotRun::Refused(why) => format!("{NOT_APPROVED_PREFIX}{why}"),
+        NotRun::Pending(why) => format!("{REVIEW_PENDING_PREFIX}{why}"),
     };
+    ctx.tell(match not_run {
+        NotRun::Refused(_) => Answer::NotApproved(message.clone()),
+        NotRun::Pending(_) => Answer::Pending(message.clone()),
+    });
     codec::put_error(
         &mut b,
         b'E',
         "ERROR",
         "42501",
-        &format!("{prefix}{}", not_run.why()),
+        &message,
         Some("the session continues"),
     );
     b
-}
-
-/// The review id a notice of [`hold`] names, if it is one.
-pub(super) fn review_in_notice(message: &str) -> Option<i64> {
-    crate::reviews::id_in_notice(message, REVIEW_NOTICE_PREFIX)
 }
 
 /// Files a statement review, tells the client at once (NoticeResponse), and waits for the
@@ -755,17 +757,15 @@ async fn hold<R: AsyncRead + Unpin>(
         rule,
     };
     let filed = async |id: i64, waits: String| {
-        let mut notice = BytesMut::new();
-        codec::put_error(
-            &mut notice,
-            b'N',
-            "NOTICE",
-            "01000",
-            &format!(
-                "{REVIEW_NOTICE_PREFIX} ({reason}): review {id} — approve with `hoop approve {id}`; {waits}"
-            ),
-            None,
+        let message = format!(
+            "{REVIEW_NOTICE_PREFIX} ({reason}): review {id} — approve with `hoop approve {id}`; {waits}"
         );
+        ctx.tell(Answer::Review {
+            id,
+            message: message.clone(),
+        });
+        let mut notice = BytesMut::new();
+        codec::put_error(&mut notice, b'N', "NOTICE", "01000", &message, None);
         send(Item::Local {
             bytes: notice,
             ready: false,

@@ -19,7 +19,7 @@ use super::sftp::SftpDecoder;
 use crate::policy::shell::TypedLines;
 use crate::policy::{Policy, Verdict, masking};
 use crate::reviews::{Hold, NotRun};
-use crate::tunnel::TunnelContext;
+use crate::tunnel::{Answer, TunnelContext};
 
 /// How long output may wait in the masker for the rest of a token before it is sent anyway
 /// (an interactive echo must not lag).
@@ -198,7 +198,16 @@ async fn client_to_target(
         .unwrap_or_else(|| vec!["LANG".into(), "LC_*".into()]);
     let record_input = env.ctx.connection.record_input;
     let mut size = (80u32, 24u32);
-    while let Some(msg) = from.next().await {
+    // What the client sent while its command waited for review: it goes the normal way now.
+    let mut backlog = std::collections::VecDeque::new();
+    loop {
+        let msg = match backlog.pop_front() {
+            Some(m) => m,
+            None => match from.next().await {
+                Some(m) => m,
+                None => break,
+            },
+        };
         let r = match msg {
             FromClient::Data(data) => {
                 bytes += data.len() as u64;
@@ -279,31 +288,22 @@ async fn client_to_target(
                 if let Verdict::Review { rule, reason } = &verdict {
                     match hold(&env, &front, &text, rule, reason, &mut from).await {
                         Held::Approved { id, early } => {
+                            env.ctx.tell(Answer::Approved);
                             let r = start_exec(&env, &shared, &to, size, &text, command).await;
-                            if let Some(id) = id {
-                                env.ctx.state.reviews.mark_executed(id).await.ok();
-                            }
-                            for msg in early {
-                                let _ = replay(&to, msg).await;
-                            }
                             if let Err(e) = r {
                                 tracing::debug!(error = %e, "target channel gone");
                                 break;
                             }
+                            if let Some(id) = id {
+                                env.ctx.state.reviews.mark_executed(id).await.ok();
+                            }
+                            backlog = early;
                             continue;
                         }
                         Held::NotRun(not_run) => {
-                            let (outcome, prefix, status) = match &not_run {
-                                NotRun::Refused(_) => (
-                                    "rejected",
-                                    super::NOT_APPROVED_PREFIX,
-                                    super::NOT_APPROVED_STATUS,
-                                ),
-                                NotRun::Pending(_) => (
-                                    "pending",
-                                    super::REVIEW_PENDING_PREFIX,
-                                    super::REVIEW_PENDING_STATUS,
-                                ),
+                            let (outcome, status) = match &not_run {
+                                NotRun::Refused(_) => ("rejected", super::NOT_APPROVED_STATUS),
+                                NotRun::Pending(_) => ("pending", super::REVIEW_PENDING_STATUS),
                             };
                             let _ = env
                                 .notes
@@ -314,9 +314,17 @@ async fn client_to_target(
                                 })
                                 .await;
                             shared.answered.store(true, Ordering::Relaxed);
-                            let line =
-                                format!("{prefix}{}; the command was not run\r\n", not_run.why());
-                            answer_exec(&front, &to, line, status).await;
+                            let answer = match not_run {
+                                NotRun::Refused(why) => Answer::NotApproved(format!(
+                                    "{}{why}; the command was not run",
+                                    super::NOT_APPROVED_PREFIX
+                                )),
+                                NotRun::Pending(why) => Answer::Pending(format!(
+                                    "{}{why}; the command was not run",
+                                    super::REVIEW_PENDING_PREFIX
+                                )),
+                            };
+                            answer_exec(&env, &front, &to, answer, status).await;
                             continue;
                         }
                         Held::Gone => {
@@ -337,11 +345,11 @@ async fn client_to_target(
                 match verdict {
                     Verdict::Block { rule, reason } => {
                         shared.answered.store(true, Ordering::Relaxed);
-                        let line = format!(
-                            "{}{rule}: {reason}; the command was not run\r\n",
+                        let answer = Answer::Blocked(format!(
+                            "{}{rule}: {reason}; the command was not run",
                             super::BLOCKED_PREFIX
-                        );
-                        answer_exec(&front, &to, line, super::BLOCKED_STATUS).await;
+                        ));
+                        answer_exec(&env, &front, &to, answer, super::BLOCKED_STATUS).await;
                         Ok(())
                     }
                     _ => start_exec(&env, &shared, &to, size, &text, command).await,
@@ -411,11 +419,27 @@ async fn start_exec(
     to.exec(command).await
 }
 
-/// The gateway answers an exec request itself (blocked, or not approved): one stderr line,
-/// an exit status, and the channel closes; the target never sees the command.
-async fn answer_exec(front: &FrontWriter, to: &BackWriter, line: String, status: u32) {
+/// The gateway answers an exec request itself (blocked, or not approved): one stderr line
+/// (for `hoop exec`, the answer beside the protocol instead), an exit status, and the channel
+/// closes; the target never sees the command.
+async fn answer_exec(
+    env: &ChannelEnv,
+    front: &FrontWriter,
+    to: &BackWriter,
+    answer: Answer,
+    status: u32,
+) {
     let _ = front.success().await;
-    let _ = front.stderr(1, Bytes::from(line)).await;
+    let line = match &answer {
+        Answer::Blocked(m) | Answer::NotApproved(m) | Answer::Pending(m) => {
+            format!("hoop: {m}\r\n")
+        }
+        Answer::Review { message, .. } => format!("hoop: {message}\r\n"),
+        Answer::Approved => String::new(),
+    };
+    if !env.ctx.tell(answer) {
+        let _ = front.stderr(1, Bytes::from(line)).await;
+    }
     let _ = front.exit_status(status).await;
     let _ = front.eof().await;
     let _ = front.close().await;
@@ -428,7 +452,7 @@ enum Held {
     /// consumed an approved review). `early` is what the client sent meanwhile.
     Approved {
         id: Option<i64>,
-        early: Vec<FromClient>,
+        early: std::collections::VecDeque<FromClient>,
     },
     /// Not approved; the client is told.
     NotRun(NotRun),
@@ -436,9 +460,22 @@ enum Held {
     Gone,
 }
 
-/// Files a review for an exec command, tells the client on stderr (so `ssh host cmd` shows the
-/// review id at once), and waits. What the client sends meanwhile (stdin, EOF, a resize) is
-/// kept for the target; a closed channel withdraws the review.
+/// How much of [`HELD_INPUT_LIMIT`] one message kept for a held command takes: its data, or
+/// a flat share for a resize, a signal or an EOF, so no kind of message grows without bound.
+fn held_size(msg: &FromClient) -> usize {
+    match msg {
+        FromClient::Data(d) => d.len(),
+        _ => 64,
+    }
+}
+
+/// Files a review for an exec command, tells the client (so `ssh host cmd` shows the review
+/// id at once), and waits. The client's side is read all along: russh widens the client's
+/// window as data arrives, so not reading would only fill the connection's queues and stall
+/// its other channels. What it sends meanwhile (stdin, EOF, a resize, a signal) is kept for
+/// the command, up to [`HELD_INPUT_LIMIT`]; past that the review is withdrawn and the command
+/// refused, rather than input lost. A closed channel withdraws the review. Other requests are
+/// refused at once (a channel runs one command).
 async fn hold(
     env: &ChannelEnv,
     front: &FrontWriter,
@@ -458,52 +495,73 @@ async fn hold(
         session_id: &env.session_id,
         rule,
     };
+    let filed_id = std::sync::OnceLock::new();
     let filed = async |id: i64, waits: String| {
-        let line = format!(
-            "{} ({reason}): review {id}; approve with `hoop approve {id}`; {waits}\r\n",
+        let _ = filed_id.set(id);
+        let message = format!(
+            "{} ({reason}): review {id}; approve with `hoop approve {id}`; {waits}",
             super::REVIEW_NOTICE_PREFIX
         );
+        let line = format!("hoop: {message}\r\n");
+        if ctx.tell(Answer::Review { id, message }) {
+            return Ok(());
+        }
         front.stderr(1, Bytes::from(line)).await
     };
-    let mut early = Vec::new();
+    let mut early = std::collections::VecDeque::new();
     let mut gone = false;
-    // Watches the client's side of the channel while the command waits, until it closes.
+    let mut overflow = false;
     let watch = async {
         let mut kept = 0usize;
-        // Past this much stdin the channel is no longer read: the client's SSH window then
-        // holds the rest back, instead of the gateway's memory.
-        while kept < HELD_INPUT_LIMIT {
-            match from.next().await {
+        loop {
+            let msg = match from.next().await {
                 None | Some(FromClient::Close) => {
                     gone = true;
                     return;
                 }
-                Some(msg) => {
-                    if let FromClient::Data(d) = &msg {
-                        kept += d.len();
+                Some(m) => m,
+            };
+            match msg {
+                FromClient::Data(_)
+                | FromClient::Eof
+                | FromClient::WindowChange(..)
+                | FromClient::Signal(_) => {
+                    kept += held_size(&msg);
+                    if kept > HELD_INPUT_LIMIT {
+                        overflow = true;
+                        early.clear();
+                        return;
                     }
-                    early.push(msg);
+                    early.push_back(msg);
+                }
+                FromClient::Env(name, _) => {
+                    tracing::debug!(variable = %name, "env request after exec; dropped");
+                }
+                other => {
+                    tracing::debug!(request = ?std::mem::discriminant(&other), "refused a request on a held exec channel");
+                    let _ = front.failure().await;
                 }
             }
         }
-        std::future::pending::<()>().await
     };
     let r = ctx.state.reviews.hold(h, filed, watch).await;
     match r {
         Ok(id) => Held::Approved { id, early },
         Err(_) if gone => Held::Gone,
+        Err(_) if overflow => {
+            let review = filed_id
+                .get()
+                .copied()
+                .map(|id| format!("review {id}"))
+                .unwrap_or_else(|| "its review".into());
+            Held::NotRun(NotRun::Refused(format!(
+                "the client sent more than {} KiB of input while the command waited for review, \
+                 so {review} was withdrawn; send input only once the command runs \
+                 (or get it approved first and run it with `hoop exec --review`)",
+                HELD_INPUT_LIMIT / 1024
+            )))
+        }
         Err(not_run) => Held::NotRun(not_run),
-    }
-}
-
-/// Forwards what the client sent while its command waited for approval.
-async fn replay(to: &BackWriter, msg: FromClient) -> Result<(), String> {
-    match msg {
-        FromClient::Data(d) => to.data(d).await,
-        FromClient::Eof => to.eof().await,
-        FromClient::WindowChange(c, r, pw, ph) => to.window_change(c, r, pw, ph).await,
-        FromClient::Signal(s) => to.signal(s).await,
-        _ => Ok(()),
     }
 }
 

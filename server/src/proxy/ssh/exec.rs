@@ -9,8 +9,9 @@
 //! ```
 //!
 //! The client side opens one session channel, sends `exec` with the input and EOF, and turns
-//! what comes back into [`ExecEvent`]s: `output` (stdout/stderr, as text), `exit`, and the
-//! gateway's own answers (a block, a review notice, a refusal) as `error`/`review` events.
+//! what comes back into [`ExecEvent`]s: `output` (stdout/stderr, as text) and `exit`. The
+//! gateway's own answers (a block, a review notice, a refusal) come beside the protocol, as
+//! [`Answer`]s, and become `error`/`review` events: nothing the target prints can pass for them.
 //! Memory stays bounded: the pipe holds [`PIPE`] bytes, the sink a few chunks, and the SSH
 //! window stops the target when the HTTP reader is slow.
 
@@ -18,17 +19,25 @@ use std::time::Duration;
 
 use hoop_shared::exec::{ExecErrorKind, ExecEvent, ExecRequest, ExecStream};
 
+use tokio::sync::mpsc::UnboundedReceiver;
+
 use super::russh_glue::{self, BackReader, BackWriter, FromTarget, Signal};
 use crate::api::exec::{ExecSink, SinkClosed};
-use crate::tunnel::TunnelContext;
+use crate::tunnel::{Answer, TunnelContext};
 
 /// Bytes buffered between the adapter and this client.
 const PIPE: usize = 64 * 1024;
 /// After a timeout's SIGTERM, how long the command gets before the channel is closed.
 const TERM_GRACE: Duration = Duration::from_secs(3);
 
-/// Runs `req` on the connection in `ctx` (whose `secret` is fresh) and streams the events.
-pub async fn run(ctx: TunnelContext, req: ExecRequest, mut sink: ExecSink) {
+/// Runs `req` on the connection in `ctx` (whose `secret` is fresh and whose `answers` feed
+/// `answers`) and streams the events.
+pub async fn run(
+    ctx: TunnelContext,
+    req: ExecRequest,
+    mut sink: ExecSink,
+    mut answers: UnboundedReceiver<Answer>,
+) {
     let key = match super::host_key(&ctx.state.config.server.data_dir) {
         Ok(k) => k,
         Err(e) => {
@@ -43,7 +52,7 @@ pub async fn run(ctx: TunnelContext, req: ExecRequest, mut sink: ExecSink) {
     let outcome = match russh_glue::connect_own_adapter(client, &key, &secret).await {
         Ok(target) => {
             let r = match target.open_session().await {
-                Ok((reader, writer)) => drive(reader, writer, &req, &mut sink).await,
+                Ok((reader, writer)) => drive(reader, writer, &req, &mut sink, &mut answers).await,
                 Err(e) => Ok(Outcome::failed(ExecErrorKind::Session, e)),
             };
             target.close().await;
@@ -93,48 +102,6 @@ async fn finish(
     }
     sink.send(&ExecEvent::Done { ok }).await?;
     sink.flush().await
-}
-
-/// One of the adapter's own stderr lines: what it means for the exec answer.
-#[derive(Debug, PartialEq, Eq)]
-enum GatewayLine {
-    Blocked(String),
-    Notice { id: i64, message: String },
-    NotApproved(String),
-    Pending(String),
-}
-
-impl GatewayLine {
-    /// The line as it was printed.
-    fn spoken(self) -> String {
-        match self {
-            GatewayLine::Blocked(m)
-            | GatewayLine::NotApproved(m)
-            | GatewayLine::Pending(m)
-            | GatewayLine::Notice { message: m, .. } => format!("hoop: {m}\n"),
-        }
-    }
-}
-
-/// Recognises the adapter's own answers (see the prefixes in `ssh/mod.rs`). Only a line that
-/// comes before any output can be one: the target never sees a held command before its
-/// approval, nor a blocked one at all.
-fn gateway_line(text: &str) -> Option<GatewayLine> {
-    let line = text.trim_end();
-    let plain = |l: &str| l.strip_prefix("hoop: ").unwrap_or(l).to_string();
-    if line.starts_with(super::BLOCKED_PREFIX) {
-        return Some(GatewayLine::Blocked(plain(line)));
-    }
-    if line.starts_with(super::NOT_APPROVED_PREFIX) {
-        return Some(GatewayLine::NotApproved(plain(line)));
-    }
-    if line.starts_with(super::REVIEW_PENDING_PREFIX) {
-        return Some(GatewayLine::Pending(plain(line)));
-    }
-    Some(GatewayLine::Notice {
-        id: crate::reviews::id_in_notice(line, super::REVIEW_NOTICE_PREFIX)?,
-        message: plain(line),
-    })
 }
 
 /// Decodes a byte stream as UTF-8 across chunk boundaries: a character split between two
@@ -189,12 +156,21 @@ async fn output(sink: &mut ExecSink, stream: ExecStream, data: String) -> Result
     sink.send(&ExecEvent::Output { stream, data }).await
 }
 
+/// Where the command is, as far as the gateway's answers tell.
+enum Held {
+    /// Not held for review (or approved).
+    No,
+    /// Waits for review `id`.
+    Waiting(i64),
+}
+
 /// Runs the command on an open channel and streams what it prints.
 async fn drive(
     mut reader: BackReader,
     writer: BackWriter,
     req: &ExecRequest,
     sink: &mut ExecSink,
+    answers: &mut UnboundedReceiver<Answer>,
 ) -> Result<Outcome, SinkClosed> {
     if let Err(e) = writer.exec(req.input.clone().into_bytes()).await {
         return Ok(Outcome::failed(ExecErrorKind::Session, e));
@@ -206,82 +182,56 @@ async fn drive(
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut stdout = Utf8Stream::default();
     let mut stderr = Utf8Stream::default();
-    // Nothing but the gateway's own lines came yet.
-    let mut quiet = true;
-    let mut answer: Option<GatewayLine> = None;
+    // The gateway's refusal (block, rejection, pending review), when it gave one.
+    let mut refused: Option<(ExecErrorKind, String)> = None;
+    let mut held = Held::No;
+    let mut answers_open = true;
     let mut status: Option<u32> = None;
     let mut signal: Option<String> = None;
-    let mut timed_out = false;
+    let mut timed_out: Option<String> = None;
     let mut grace_until: Option<tokio::time::Instant> = None;
+    // The channel was closed under the command (after a timeout).
+    let mut closed = false;
     loop {
-        let step = async {
-            match deadline {
-                Some(d) if !timed_out => match tokio::time::timeout_at(d, reader.next()).await {
-                    Ok(m) => Some(m),
-                    Err(_) => {
-                        // SIGTERM, then the command has TERM_GRACE to exit before the channel is
-                        // closed under it.
-                        timed_out = true;
-                        let _ = writer.signal(Signal::term()).await;
-                        grace_until = Some(tokio::time::Instant::now() + TERM_GRACE);
-                        None
-                    }
-                },
-                Some(_) => match grace_until {
-                    Some(g) => match tokio::time::timeout_at(g, reader.next()).await {
-                        Ok(m) => Some(m),
-                        Err(_) => {
-                            let _ = writer.close().await;
-                            grace_until = None;
-                            Some(
-                                tokio::time::timeout(TERM_GRACE, reader.next())
-                                    .await
-                                    .unwrap_or_default(),
-                            )
-                        }
-                    },
-                    None => Some(
-                        tokio::time::timeout(TERM_GRACE, reader.next())
-                            .await
-                            .unwrap_or_default(),
-                    ),
-                },
-                None => Some(reader.next().await),
-            }
-        };
-        // The HTTP client may leave while the command waits (for its review) or runs: close
-        // the channel, so the adapter withdraws the review or the target ends the command.
-        let mut left = false;
-        let next = tokio::select! {
-            m = step => m,
-            () = sink.closed() => {
-                left = true;
-                None
-            }
-        };
-        if left {
-            let _ = writer.close().await;
-            return Err(SinkClosed);
+        enum Step {
+            Msg(Option<FromTarget>),
+            Answer(Option<Answer>),
+            Deadline,
+            GraceOver,
+            Left,
         }
-        // None: the deadline passed just now (SIGTERM sent); read on.
-        let Some(next) = next else { continue };
-        let Some(msg) = next else { break };
-        if matches!(msg, FromTarget::Data(_) | FromTarget::Stderr(..))
-            && let Some(line) = answer.take()
-        {
-            // More output after it: the target printed that line, not the gateway.
-            quiet = false;
-            output(sink, ExecStream::Stderr, line.spoken()).await?;
-        }
-        match msg {
-            FromTarget::Data(d) => {
-                quiet = false;
-                output(sink, ExecStream::Stdout, stdout.push(&d)).await?;
+        let step = tokio::select! {
+            m = reader.next() => Step::Msg(m),
+            a = answers.recv(), if answers_open => Step::Answer(a),
+            () = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            }, if timed_out.is_none() => Step::Deadline,
+            () = async {
+                match grace_until {
+                    Some(g) => tokio::time::sleep_until(g).await,
+                    None => std::future::pending().await,
+                }
+            }, if grace_until.is_some() => Step::GraceOver,
+            // The HTTP client may leave while the command waits (for its review) or runs:
+            // close the channel, so the adapter withdraws the review or the target ends it.
+            () = sink.closed() => Step::Left,
+        };
+        let msg = match step {
+            Step::Left => {
+                let _ = writer.close().await;
+                return Err(SinkClosed);
             }
-            FromTarget::Stderr(_, d) => {
-                let text = stderr.push(&d);
-                if quiet && let Some(line) = gateway_line(&text) {
-                    if let GatewayLine::Notice { id, message } = line {
+            Step::Answer(None) => {
+                answers_open = false;
+                continue;
+            }
+            Step::Answer(Some(a)) => {
+                match a {
+                    Answer::Review { id, message } => {
+                        held = Held::Waiting(id);
                         sink.send(&ExecEvent::Review {
                             id,
                             state: "pending".into(),
@@ -289,50 +239,89 @@ async fn drive(
                         })
                         .await?;
                         sink.flush().await?;
-                    } else {
-                        answer = Some(line);
                     }
-                    continue;
+                    Answer::Approved => held = Held::No,
+                    Answer::Blocked(m) => {
+                        refused.get_or_insert((ExecErrorKind::Blocked, m));
+                    }
+                    Answer::NotApproved(m) => {
+                        refused.get_or_insert((ExecErrorKind::ReviewRejected, m));
+                    }
+                    Answer::Pending(m) => {
+                        refused.get_or_insert((ExecErrorKind::ReviewPending, m));
+                    }
                 }
-                quiet = false;
-                output(sink, ExecStream::Stderr, text).await?;
+                continue;
             }
+            Step::Deadline => {
+                let secs = req.timeout_secs.unwrap_or_default();
+                match held {
+                    Held::Waiting(id) => {
+                        // It never ran: closing the channel withdraws its review.
+                        timed_out = Some(format!(
+                            "the command was still waiting for review {id} after {secs}s \
+                             (--timeout); it was not run and the review was withdrawn"
+                        ));
+                        let _ = writer.close().await;
+                        closed = true;
+                        grace_until = Some(tokio::time::Instant::now() + TERM_GRACE);
+                    }
+                    Held::No => {
+                        // SIGTERM, then the command has TERM_GRACE to exit before the channel
+                        // is closed under it.
+                        timed_out = Some(format!(
+                            "the command did not finish within {secs}s; it was sent SIGTERM"
+                        ));
+                        let _ = writer.signal(Signal::term()).await;
+                        grace_until = Some(tokio::time::Instant::now() + TERM_GRACE);
+                    }
+                }
+                continue;
+            }
+            Step::GraceOver => {
+                if closed {
+                    // The target did not confirm the close either: give up on it.
+                    break;
+                }
+                let _ = writer.close().await;
+                closed = true;
+                grace_until = Some(tokio::time::Instant::now() + TERM_GRACE);
+                continue;
+            }
+            Step::Msg(None) => break,
+            Step::Msg(Some(m)) => m,
+        };
+        match msg {
+            FromTarget::Data(d) => output(sink, ExecStream::Stdout, stdout.push(&d)).await?,
+            FromTarget::Stderr(_, d) => output(sink, ExecStream::Stderr, stderr.push(&d)).await?,
             FromTarget::ExitStatus(s) => status = Some(s),
             FromTarget::ExitSignal { signal: s, .. } => signal = Some(s.name()),
             FromTarget::Close => break,
             FromTarget::Eof | FromTarget::Success | FromTarget::Failure => {}
         }
     }
+    // An answer is sent before the exit status and close that follow it.
+    while let Ok(a) = answers.try_recv() {
+        match a {
+            Answer::Blocked(m) => {
+                refused.get_or_insert((ExecErrorKind::Blocked, m));
+            }
+            Answer::NotApproved(m) => {
+                refused.get_or_insert((ExecErrorKind::ReviewRejected, m));
+            }
+            Answer::Pending(m) => {
+                refused.get_or_insert((ExecErrorKind::ReviewPending, m));
+            }
+            Answer::Review { .. } | Answer::Approved => {}
+        }
+    }
     output(sink, ExecStream::Stdout, stdout.finish()).await?;
     output(sink, ExecStream::Stderr, stderr.finish()).await?;
-    if let Some(line) = answer {
-        let expected = match &line {
-            GatewayLine::Blocked(_) => super::BLOCKED_STATUS,
-            GatewayLine::NotApproved(_) => super::NOT_APPROVED_STATUS,
-            GatewayLine::Pending(_) => super::REVIEW_PENDING_STATUS,
-            GatewayLine::Notice { .. } => 0,
-        };
-        if quiet && status == Some(expected) {
-            return Ok(match line {
-                GatewayLine::Blocked(m) => Outcome::failed(ExecErrorKind::Blocked, m),
-                GatewayLine::NotApproved(m) => Outcome::failed(ExecErrorKind::ReviewRejected, m),
-                GatewayLine::Pending(m) => Outcome::failed(ExecErrorKind::ReviewPending, m),
-                GatewayLine::Notice { message, .. } => {
-                    Outcome::failed(ExecErrorKind::Session, message)
-                }
-            });
-        }
-        // Not the gateway's after all: the target printed it.
-        output(sink, ExecStream::Stderr, line.spoken()).await?;
+    if let Some((kind, message)) = refused {
+        return Ok(Outcome::failed(kind, message));
     }
-    if timed_out {
-        return Ok(Outcome::failed(
-            ExecErrorKind::Timeout,
-            format!(
-                "the command did not finish within {}s; it was sent SIGTERM",
-                req.timeout_secs.unwrap_or_default()
-            ),
-        ));
+    if let Some(message) = timed_out {
+        return Ok(Outcome::failed(ExecErrorKind::Timeout, message));
     }
     if status.is_none() && signal.is_none() {
         return Ok(Outcome::failed(
@@ -375,25 +364,5 @@ mod tests {
         let out = s.push(b"a\xffb\xc3");
         assert_eq!(out, "a\u{fffd}b");
         assert_eq!(s.finish(), "\u{fffd}");
-    }
-
-    #[test]
-    fn gateway_lines_are_recognised() {
-        assert_eq!(
-            gateway_line("hoop: blocked by guardrail no-destructive: \"rm -rf\" is denied; the command was not run\r\n"),
-            Some(GatewayLine::Blocked(
-                "blocked by guardrail no-destructive: \"rm -rf\" is denied; the command was not run"
-                    .into()
-            ))
-        );
-        let notice = format!(
-            "{} (every command on this connection needs approval): review 42; approve with `hoop approve 42`; waiting up to 5m\r\n",
-            super::super::REVIEW_NOTICE_PREFIX
-        );
-        assert!(matches!(
-            gateway_line(&notice),
-            Some(GatewayLine::Notice { id: 42, .. })
-        ));
-        assert_eq!(gateway_line("ls: cannot access 'x'\n"), None);
     }
 }

@@ -34,15 +34,15 @@ pub const NOT_APPROVED_STATUS: u32 = 87;
 /// stopped waiting (hoop's 88).
 pub const REVIEW_PENDING_STATUS: u32 = 88;
 
-/// The gateway's own stderr lines on an exec channel start with these (the exec adapter
-/// classifies them; one module, so they cannot drift apart).
-pub(crate) const BLOCKED_PREFIX: &str = "hoop: blocked by guardrail ";
+/// The gateway's own answers on an exec channel start with these (a stderr line `hoop: ...`
+/// to an ssh client; `hoop exec` gets them beside the protocol, see [`crate::tunnel::Answer`]).
+pub(crate) const BLOCKED_PREFIX: &str = "blocked by guardrail ";
 /// See [`BLOCKED_PREFIX`]: a command held for review; the review id follows `review `.
-pub(crate) const REVIEW_NOTICE_PREFIX: &str = "hoop: command needs approval";
+pub(crate) const REVIEW_NOTICE_PREFIX: &str = "command needs approval";
 /// See [`BLOCKED_PREFIX`].
-pub(crate) const NOT_APPROVED_PREFIX: &str = "hoop: command not approved: ";
+pub(crate) const NOT_APPROVED_PREFIX: &str = "command not approved: ";
 /// See [`BLOCKED_PREFIX`].
-pub(crate) const REVIEW_PENDING_PREFIX: &str = "hoop: command review pending: ";
+pub(crate) const REVIEW_PENDING_PREFIX: &str = "command review pending: ";
 
 static HOST_KEY: OnceLock<HostKey> = OnceLock::new();
 
