@@ -534,6 +534,59 @@ async fn a_client_that_leaves_withdraws_its_held_statement() {
 }
 
 #[tokio::test]
+async fn a_held_statement_is_refused_when_over_1_mib_is_pipelined_behind_it() {
+    let env = setup().await;
+    let alice = env.token("alice");
+    let tunnel = env
+        .cli
+        .connect("shop2", &[("HOOP_TOKEN", &alice)])
+        .await
+        .unwrap();
+    let (client, conn) = tokio_postgres::connect(&tunnel.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // tokio-postgres pipelines: the selects are sent while the update waits for review.
+    let literal = "z".repeat(64 * 1024);
+    let selects: Vec<String> = (0..24)
+        .map(|i| format!("select {i}, '{literal}'"))
+        .collect();
+    let update = client.execute("update items set qty = 79 where id = 3", &[]);
+    let rest = futures_util::future::join_all(selects.iter().map(|q| client.simple_query(q)));
+    let (update, rest) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(update, rest)
+    })
+    .await
+    .expect("the pipelined session stalled");
+    let err = update.expect_err("the held update must be refused");
+    let msg = err
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_default();
+    assert!(msg.contains("more than 1024 KiB"), "{err:?}");
+    // The statements behind it ran, in order.
+    assert!(rest.iter().all(|r| r.is_ok()), "{rest:?}");
+    let id: i64 = msg
+        .split("review ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no review id in {msg}"));
+    assert_eq!(review_state(&env, "alice", id), "withdrawn");
+    let out = env.hoop(
+        "alice",
+        &[
+            "exec",
+            "shop2",
+            "-o",
+            "csv",
+            "select qty from items where id = 3",
+        ],
+    );
+    assert_eq!(stdout(&out), "qty\n3\n", "the update did not run");
+}
+
+#[tokio::test]
 async fn ctrl_c_withdraws_what_it_waits_for() {
     use hoop_tests::proc::{ChildGuard, Signal};
     let env = setup().await;

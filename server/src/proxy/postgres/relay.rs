@@ -756,7 +756,9 @@ async fn hold<R: AsyncRead + Unpin>(
         session_id: &session.id,
         rule,
     };
+    let filed_id = std::sync::OnceLock::new();
     let filed = async |id: i64, waits: String| {
+        let _ = filed_id.set(id);
         let message = format!(
             "{REVIEW_NOTICE_PREFIX} ({reason}): review {id} — approve with `hoop approve {id}`; {waits}"
         );
@@ -776,10 +778,14 @@ async fn hold<R: AsyncRead + Unpin>(
     // so a late approval cannot run a statement nobody waits for. What the client pipelines
     // meanwhile is read into `buf` (processed in order afterwards), up to a limit past which
     // it is left to TCP backpressure.
+    let mut overflow = false;
     let gone = async {
         loop {
             if buf.len() >= HELD_INPUT_LIMIT {
-                std::future::pending::<()>().await;
+                // Not reading on would hide a client that leaves, and a late approval would
+                // then run the statement for nobody: refuse it instead (as SSH does).
+                overflow = true;
+                return;
             }
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(READ_CHUNK);
@@ -796,7 +802,20 @@ async fn hold<R: AsyncRead + Unpin>(
             () = gone => {}
         }
     };
-    ctx.state.reviews.hold(hold, filed, cancel).await
+    let r = ctx.state.reviews.hold(hold, filed, cancel).await;
+    match r {
+        Err(_) if overflow => Err(NotRun::Refused(format!(
+            "the client sent more than {} KiB while the statement waited for review, so {} was \
+             withdrawn; send further statements only once it has run (or get it approved first \
+             and run it with `hoop exec --review`)",
+            HELD_INPUT_LIMIT / 1024,
+            filed_id
+                .get()
+                .map(|id| format!("review {id}"))
+                .unwrap_or_else(|| "its review".into())
+        ))),
+        r => r,
+    }
 }
 
 /// Records a statement whose review did not approve it (or is still pending).
