@@ -473,6 +473,34 @@ async fn a_target_cannot_pass_its_errors_off_as_the_gateways() {
     // The gateway's own block is still 86.
     let out = env.ci(&["shop", "drop table items"]);
     assert_eq!(code(&out), 86, "{}", stderr(&out));
+    // --timeout on a statement still waiting for review: 89, it never runs, the review is
+    // withdrawn.
+    let out = env.ci(&[
+        "shop",
+        "--timeout",
+        "2s",
+        "update items set qty = 55 where id = 1",
+    ]);
+    assert_eq!(code(&out), 89, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("still waiting for review") && err.contains("not run"),
+        "{err}"
+    );
+    let at = err.find("waiting for review ").unwrap() + "waiting for review ".len();
+    let id: String = err[at..].chars().take_while(char::is_ascii_digit).collect();
+    let mut state = Value::Null;
+    for _ in 0..100 {
+        let out = env.hoop_with(&env.api_key, &["reviews", "show", &id, "-o", "json"], None);
+        state = serde_json::from_slice::<Value>(&out.stdout).unwrap_or_default()["state"].clone();
+        if state == "withdrawn" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "withdrawn", "{}", env.gw.logs());
+    let out = env.ci(&["plain", "-o", "csv", "select qty from items where id = 1"]);
+    assert_eq!(stdout(&out), "qty\n1\n", "the timed-out update did not run");
 }
 
 #[tokio::test]

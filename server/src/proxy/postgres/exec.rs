@@ -37,6 +37,8 @@ fn classify(sqlstate: &str, answer: Option<&Answer>, timed_out: bool) -> ExecErr
     match answer {
         Some(Answer::Blocked(_)) => ExecErrorKind::Blocked,
         Some(Answer::Pending(_)) => ExecErrorKind::ReviewPending,
+        // `--timeout` on a held statement cancels it, which withdraws its review.
+        Some(Answer::NotApproved(_)) if timed_out => ExecErrorKind::Timeout,
         Some(Answer::NotApproved(_)) => ExecErrorKind::ReviewRejected,
         _ if timed_out && sqlstate == "57014" => ExecErrorKind::Timeout,
         _ => ExecErrorKind::Statement,
@@ -56,12 +58,24 @@ impl Told {
         while let Ok(a) = self.rx.try_recv() {
             self.queue.push_back(a);
         }
+        // The protocol drops NULs from messages (`codec::put_cstr`), so compare without them.
+        let same = |m: &str| m.chars().filter(|c| *c != '\0').eq(message.chars());
         let at = self.queue.iter().position(|a| match a {
-            Answer::Blocked(m) | Answer::NotApproved(m) | Answer::Pending(m) => m == message,
-            Answer::Review { message: m, .. } => m == message,
+            Answer::Blocked(m) | Answer::NotApproved(m) | Answer::Pending(m) => same(m),
+            Answer::Review { message: m, .. } => same(m),
             Answer::Approved => false,
         })?;
         self.queue.remove(at)
+    }
+
+    /// Whether the adapter said a held statement was approved (it runs now); forgets it.
+    fn approved(&mut self) -> bool {
+        while let Ok(a) = self.rx.try_recv() {
+            self.queue.push_back(a);
+        }
+        let before = self.queue.len();
+        self.queue.retain(|a| *a != Answer::Approved);
+        self.queue.len() != before
     }
 }
 
@@ -161,6 +175,8 @@ where
         .timeout_secs
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut timed_out = false;
+    // The review the statement waits for, once the adapter said it filed one.
+    let mut held: Option<i64> = None;
     let mut backend_key = None;
     let mut query_sent = false;
     let mut ok = true;
@@ -233,6 +249,7 @@ where
                     let (_, message) = codec::error_fields(&msg);
                     match told.take(&message) {
                         Some(Answer::Review { id, .. }) => {
+                            held = Some(id);
                             sink.send(&ExecEvent::Review {
                                 id,
                                 state: "pending".into(),
@@ -252,12 +269,20 @@ where
                     sink.flush().await?;
                 }
                 b'E' => {
-                    let (sqlstate, message) = codec::error_fields(&msg);
+                    let (sqlstate, mut message) = codec::error_fields(&msg);
                     let fatal = severity(&msg) == "FATAL";
                     let kind = if fatal && !query_sent {
                         ExecErrorKind::Session
                     } else {
-                        classify(&sqlstate, told.take(&message).as_ref(), timed_out)
+                        let answer = told.take(&message);
+                        let kind = classify(&sqlstate, answer.as_ref(), timed_out);
+                        if matches!(answer, Some(Answer::NotApproved(_))) && timed_out {
+                            message = format!(
+                                "the statement was still waiting for review after {}s (--timeout); it was not run ({message})",
+                                req.timeout_secs.unwrap_or_default()
+                            );
+                        }
+                        kind
                     };
                     ok = false;
                     failed = true;
@@ -333,6 +358,20 @@ where
                 r = read => r,
                 () = tokio::time::sleep_until(d) => {
                     timed_out = true;
+                    if let Some(id) = held.filter(|_| !told.approved()) {
+                        // It has not run: ending the session (the caller closes it) withdraws
+                        // its review.
+                        sink.send(&ExecEvent::Error {
+                            kind: ExecErrorKind::Timeout,
+                            sqlstate: String::new(),
+                            message: format!(
+                                "the statement was still waiting for review {id} after {}s (--timeout); it was not run and the review was withdrawn",
+                                req.timeout_secs.unwrap_or_default()
+                            ),
+                        })
+                        .await?;
+                        return Ok(false);
+                    }
                     if let Some(key) = backend_key {
                         cancel(key).await;
                     }
@@ -412,6 +451,18 @@ mod tests {
             ExecErrorKind::ReviewPending
         );
         assert_eq!(classify("57014", None, true), ExecErrorKind::Timeout);
+        assert_eq!(
+            classify("42501", Some(&Answer::NotApproved("x".into())), true),
+            ExecErrorKind::Timeout
+        );
+        // NULs never reach the wire, so a told message with one still matches.
+        let (tx, rx) = crate::tunnel::Answers::new();
+        let mut told = Told {
+            rx,
+            queue: VecDeque::new(),
+        };
+        let _ = tx.0.send(Answer::NotApproved("rejected: a\0b".into()));
+        assert!(told.take("rejected: ab").is_some());
         assert_eq!(classify("57014", None, false), ExecErrorKind::Statement);
     }
 }

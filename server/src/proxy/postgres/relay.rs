@@ -746,6 +746,14 @@ async fn hold<R: AsyncRead + Unpin>(
     buf: &mut BytesMut,
 ) -> Result<Option<i64>, NotRun> {
     let ctx = &session.ctx;
+    if buf.len() >= HELD_INPUT_LIMIT {
+        // Already too much behind it: refuse before filing, so no approver is asked.
+        return Err(NotRun::Refused(format!(
+            "the client had sent more than {} KiB behind the statement, which needs review; \
+             send it on its own and further statements once it has run",
+            HELD_INPUT_LIMIT / 1024
+        )));
+    }
     let masked = masked_text(&session.policy, text);
     let hold = Hold {
         connection: &ctx.connection,
@@ -777,7 +785,7 @@ async fn hold<R: AsyncRead + Unpin>(
     // connection (a killed psql, a `hoop exec` whose caller left). Either withdraws the review,
     // so a late approval cannot run a statement nobody waits for. What the client pipelines
     // meanwhile is read into `buf` (processed in order afterwards), up to a limit past which
-    // it is left to TCP backpressure.
+    // the review is withdrawn and the statement refused.
     let mut overflow = false;
     let gone = async {
         loop {
@@ -803,6 +811,9 @@ async fn hold<R: AsyncRead + Unpin>(
         }
     };
     let r = ctx.state.reviews.hold(hold, filed, cancel).await;
+    if r.is_ok() {
+        ctx.tell(Answer::Approved);
+    }
     match r {
         Err(_) if overflow => Err(NotRun::Refused(format!(
             "the client sent more than {} KiB while the statement waited for review, so {} was \

@@ -24,7 +24,8 @@ use crate::tunnel::{Answer, TunnelContext};
 /// How long output may wait in the masker for the rest of a token before it is sent anyway
 /// (an interactive echo must not lag).
 const MASK_IDLE_FLUSH: Duration = Duration::from_millis(25);
-/// stdin kept for a command that waits for review (sent on once it is approved).
+/// What is kept of the client's messages while its command waits for review (sent on once it
+/// is approved), counted by [`held_size`].
 const HELD_INPUT_LIMIT: usize = 1 << 20;
 /// How long the target may take to close a channel the client closed.
 const TARGET_CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -460,22 +461,26 @@ enum Held {
     Gone,
 }
 
-/// How much of [`HELD_INPUT_LIMIT`] one message kept for a held command takes: its data, or
-/// a flat share for a resize, a signal or an EOF, so no kind of message grows without bound.
+/// How much of [`HELD_INPUT_LIMIT`] one message kept for a held command takes: its data plus
+/// a flat 64 bytes for the message itself, so neither many tiny messages nor any other kind
+/// grows the held input without bound.
 fn held_size(msg: &FromClient) -> usize {
-    match msg {
+    64 + match msg {
         FromClient::Data(d) => d.len(),
-        _ => 64,
+        FromClient::Exec(c) => c.len(),
+        FromClient::Env(n, v) => n.len() + v.len(),
+        _ => 0,
     }
 }
 
 /// Files a review for an exec command, tells the client (so `ssh host cmd` shows the review
 /// id at once), and waits. The client's side is read all along: russh widens the client's
 /// window as data arrives, so not reading would only fill the connection's queues and stall
-/// its other channels. What it sends meanwhile (stdin, EOF, a resize, a signal) is kept for
-/// the command, up to [`HELD_INPUT_LIMIT`]; past that the review is withdrawn and the command
-/// refused, rather than input lost. A closed channel withdraws the review. Other requests are
-/// refused at once (a channel runs one command).
+/// its other channels. What it sends meanwhile (stdin, EOF, a resize, a signal, any other
+/// request) is kept, up to [`HELD_INPUT_LIMIT`], and goes the normal way once the command is
+/// approved (requests then reach the target, which answers them in order); past the limit the
+/// review is withdrawn and the command refused, rather than input lost. A closed channel
+/// withdraws the review.
 async fn hold(
     env: &ChannelEnv,
     front: &FrontWriter,
@@ -521,27 +526,13 @@ async fn hold(
                 }
                 Some(m) => m,
             };
-            match msg {
-                FromClient::Data(_)
-                | FromClient::Eof
-                | FromClient::WindowChange(..)
-                | FromClient::Signal(_) => {
-                    kept += held_size(&msg);
-                    if kept > HELD_INPUT_LIMIT {
-                        overflow = true;
-                        early.clear();
-                        return;
-                    }
-                    early.push_back(msg);
-                }
-                FromClient::Env(name, _) => {
-                    tracing::debug!(variable = %name, "env request after exec; dropped");
-                }
-                other => {
-                    tracing::debug!(request = ?std::mem::discriminant(&other), "refused a request on a held exec channel");
-                    let _ = front.failure().await;
-                }
+            kept += held_size(&msg);
+            if kept > HELD_INPUT_LIMIT {
+                overflow = true;
+                early.clear();
+                return;
             }
+            early.push_back(msg);
         }
     };
     let r = ctx.state.reviews.hold(h, filed, watch).await;

@@ -164,6 +164,39 @@ enum Held {
     Waiting(i64),
 }
 
+/// Takes one of the adapter's answers: a review notice becomes a `review` event at once; a
+/// refusal is kept for the end.
+async fn answered(
+    a: Answer,
+    held: &mut Held,
+    refused: &mut Option<(ExecErrorKind, String)>,
+    sink: &mut ExecSink,
+) -> Result<(), SinkClosed> {
+    match a {
+        Answer::Review { id, message } => {
+            *held = Held::Waiting(id);
+            sink.send(&ExecEvent::Review {
+                id,
+                state: "pending".into(),
+                message,
+            })
+            .await?;
+            sink.flush().await?;
+        }
+        Answer::Approved => *held = Held::No,
+        Answer::Blocked(m) => {
+            refused.get_or_insert((ExecErrorKind::Blocked, m));
+        }
+        Answer::NotApproved(m) => {
+            refused.get_or_insert((ExecErrorKind::ReviewRejected, m));
+        }
+        Answer::Pending(m) => {
+            refused.get_or_insert((ExecErrorKind::ReviewPending, m));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the command on an open channel and streams what it prints.
 async fn drive(
     mut reader: BackReader,
@@ -189,6 +222,8 @@ async fn drive(
     let mut status: Option<u32> = None;
     let mut signal: Option<String> = None;
     let mut timed_out: Option<String> = None;
+    // The review a held command was waiting for when the timeout passed.
+    let mut timed_out_held: Option<i64> = None;
     let mut grace_until: Option<tokio::time::Instant> = None;
     // The channel was closed under the command (after a timeout).
     let mut closed = false;
@@ -200,15 +235,19 @@ async fn drive(
             GraceOver,
             Left,
         }
+        let running = status.is_none() && signal.is_none();
+        // Answers first: one already sent (an approval, say) must be seen before a deadline
+        // that passes at the same moment is judged.
         let step = tokio::select! {
-            m = reader.next() => Step::Msg(m),
+            biased;
             a = answers.recv(), if answers_open => Step::Answer(a),
+            m = reader.next() => Step::Msg(m),
             () = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
                     None => std::future::pending().await,
                 }
-            }, if timed_out.is_none() => Step::Deadline,
+            }, if timed_out.is_none() && running => Step::Deadline,
             () = async {
                 match grace_until {
                     Some(g) => tokio::time::sleep_until(g).await,
@@ -229,35 +268,18 @@ async fn drive(
                 continue;
             }
             Step::Answer(Some(a)) => {
-                match a {
-                    Answer::Review { id, message } => {
-                        held = Held::Waiting(id);
-                        sink.send(&ExecEvent::Review {
-                            id,
-                            state: "pending".into(),
-                            message,
-                        })
-                        .await?;
-                        sink.flush().await?;
-                    }
-                    Answer::Approved => held = Held::No,
-                    Answer::Blocked(m) => {
-                        refused.get_or_insert((ExecErrorKind::Blocked, m));
-                    }
-                    Answer::NotApproved(m) => {
-                        refused.get_or_insert((ExecErrorKind::ReviewRejected, m));
-                    }
-                    Answer::Pending(m) => {
-                        refused.get_or_insert((ExecErrorKind::ReviewPending, m));
-                    }
-                }
+                answered(a, &mut held, &mut refused, sink).await?;
                 continue;
             }
             Step::Deadline => {
                 let secs = req.timeout_secs.unwrap_or_default();
+                while let Ok(a) = answers.try_recv() {
+                    answered(a, &mut held, &mut refused, sink).await?;
+                }
                 match held {
                     Held::Waiting(id) => {
-                        // It never ran: closing the channel withdraws its review.
+                        // It has not run: closing the channel withdraws its review.
+                        timed_out_held = Some(id);
                         timed_out = Some(format!(
                             "the command was still waiting for review {id} after {secs}s \
                              (--timeout); it was not run and the review was withdrawn"
@@ -302,18 +324,16 @@ async fn drive(
     }
     // An answer is sent before the exit status and close that follow it.
     while let Ok(a) = answers.try_recv() {
-        match a {
-            Answer::Blocked(m) => {
-                refused.get_or_insert((ExecErrorKind::Blocked, m));
-            }
-            Answer::NotApproved(m) => {
-                refused.get_or_insert((ExecErrorKind::ReviewRejected, m));
-            }
-            Answer::Pending(m) => {
-                refused.get_or_insert((ExecErrorKind::ReviewPending, m));
-            }
-            Answer::Review { .. } | Answer::Approved => {}
-        }
+        answered(a, &mut held, &mut refused, sink).await?;
+    }
+    if let (Some(id), Held::No) = (timed_out_held, &held) {
+        // The approval crossed the timeout: the adapter started the command just before its
+        // channel closed, so it may have run (in part).
+        timed_out = Some(format!(
+            "review {id} was approved as the timeout ({}s) passed: the command was started, \
+             then its channel was closed; it may have run in part",
+            req.timeout_secs.unwrap_or_default()
+        ));
     }
     output(sink, ExecStream::Stdout, stdout.finish()).await?;
     output(sink, ExecStream::Stderr, stderr.finish()).await?;
