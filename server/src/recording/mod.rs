@@ -55,16 +55,6 @@ enum Op {
     End(String, SessionSummary),
 }
 
-impl Op {
-    fn session_id(&self) -> &str {
-        match self {
-            Op::Start(s, _) => &s.id,
-            Op::Statement(st) => &st.session_id,
-            Op::End(id, _) => id,
-        }
-    }
-}
-
 /// State shared by the handles and the writer.
 struct Shared {
     healthy: AtomicBool,
@@ -242,9 +232,7 @@ async fn writer(
         }
         let mut batch = RecordingBatch::default();
         let mut waiting = Vec::new();
-        let mut ids = HashSet::new();
         for op in ops.drain(..) {
-            ids.insert(op.session_id().to_string());
             match op {
                 Op::Start(s, done) => {
                     waiting.push((s.id.clone(), done));
@@ -267,6 +255,14 @@ async fn writer(
                 }
             }
             Err(e) => {
+                // The sessions this batch touched (only worked out when it failed).
+                let mut ids: HashSet<String> = batch
+                    .started
+                    .iter()
+                    .map(|s| s.id.clone())
+                    .chain(batch.statements.iter().map(|s| s.session_id.clone()))
+                    .chain(batch.ended.iter().map(|(id, _)| id.clone()))
+                    .collect();
                 tracing::error!(
                     error = %e,
                     sessions = ids.len(),

@@ -25,6 +25,11 @@ use crate::reviews::{Decision, Review, ReviewId, ReviewKind, ReviewState};
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection of its own for the session recorder's group commits. SQLite keeps a
+    /// page cache per connection and drops it whenever another connection wrote: with the
+    /// shared pool the recorder's transactions rotated over its idle connections, each of
+    /// which re-read the pages the last one changed (`pread` per batch under load).
+    recorder: SqlitePool,
 }
 
 impl SqliteStore {
@@ -47,10 +52,18 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        let recorder = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            // Idle for a while is normal (no sessions); it stays open and warm.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await?;
+        Ok(Self { pool, recorder })
     }
 }
 
@@ -140,6 +153,10 @@ fn from_db(v: i64, what: &str) -> Result<u64, StoreError> {
 }
 
 fn masked_to_json(m: &MaskCounts) -> Result<String, StoreError> {
+    if m.counts.is_empty() {
+        // Most statements mask nothing: no serializer per row for that.
+        return Ok("{}".into());
+    }
     serde_json::to_string(&m.counts).map_err(|e| StoreError::Corrupt(format!("masked: {e}")))
 }
 
@@ -251,26 +268,31 @@ async fn insert_statements(
     for chunk in statements.chunks(STATEMENT_ROWS_PER_INSERT) {
         let mut encoded = Vec::with_capacity(chunk.len());
         for st in chunk {
-            let params = serde_json::to_string(&st.params)
-                .map_err(|e| StoreError::Corrupt(format!("params: {e}")))?;
+            let params = if st.params.is_empty() {
+                "[]".to_string()
+            } else {
+                serde_json::to_string(&st.params)
+                    .map_err(|e| StoreError::Corrupt(format!("params: {e}")))?
+            };
             encoded.push((st, params, masked_to_json(&st.masked)?));
         }
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO statements (session_id, seq, at_ms, text, params_json, verdict, rule, reason, \
              outcome, tag, sqlstate, row_count, duration_us, masked_json) ",
         );
+        // Bound by reference: the batch outlives the query, so no copy of each text.
         qb.push_values(encoded, |mut b, (st, params, masked)| {
-            b.push_bind(st.session_id.clone())
+            b.push_bind(st.session_id.as_str())
                 .push_bind(to_db(st.seq))
                 .push_bind(st.at_ms)
-                .push_bind(st.text.clone())
+                .push_bind(st.text.as_str())
                 .push_bind(params)
-                .push_bind(st.verdict.clone())
-                .push_bind(st.rule.clone())
-                .push_bind(st.reason.clone())
-                .push_bind(st.outcome.clone())
-                .push_bind(st.tag.clone())
-                .push_bind(st.sqlstate.clone())
+                .push_bind(st.verdict.as_str())
+                .push_bind(st.rule.as_deref())
+                .push_bind(st.reason.as_deref())
+                .push_bind(st.outcome.as_str())
+                .push_bind(st.tag.as_deref())
+                .push_bind(st.sqlstate.as_deref())
                 .push_bind(st.rows.map(to_db))
                 .push_bind(to_db(st.duration_us))
                 .push_bind(masked);
@@ -737,7 +759,7 @@ impl Store for SqliteStore {
     }
 
     async fn recording_write(&self, batch: &RecordingBatch) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.recorder.begin().await?;
         let mut skipped = Vec::new();
         for s in &batch.started {
             if !insert_session(&mut tx, s, true).await? {
