@@ -25,7 +25,7 @@ const BATCH: usize = 1024;
 /// waiting. Under load this turns thousands of tiny transactions (each a round trip to the
 /// SQLite worker thread and a wake-up of the writer) into a few dozen a second; the data path
 /// never waits for it, since statements only wait for queue space.
-const LINGER: Duration = Duration::from_millis(5);
+const LINGER: Duration = Duration::from_millis(20);
 /// The `end_reason` given to sessions a previous gateway process left open.
 pub const ABANDONED: &str = "gateway stopped";
 
