@@ -768,17 +768,6 @@ async fn held_ssh_commands_run_once_approved_and_not_when_rejected() {
     assert!(!marker.exists(), "a rejected command ran");
     // A client that leaves while its command waits withdraws the review: ssh killed, and
     // `hoop exec` killed.
-    let review_state = |id: i64| {
-        let out = env
-            .cli
-            .run_env(
-                &["reviews", "show", &id.to_string(), "-o", "json"],
-                &[("HOOP_TOKEN", &env.key)],
-            )
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v["state"].as_str().unwrap_or_default().to_string()
-    };
     let left_marker = env.sshd.dir().join("left-marker");
     for via_exec in [false, true] {
         let cmd_text = format!("touch {} # held-by-review", left_marker.display());
@@ -791,15 +780,12 @@ async fn held_ssh_commands_run_once_approved_and_not_when_rejected() {
         };
         let id = pending_review(&env, &approver).await;
         child.kill().await.unwrap();
-        let mut state = String::new();
-        for _ in 0..100 {
-            state = review_state(id);
-            if state == "withdrawn" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert_eq!(state, "withdrawn", "exec: {via_exec}\n{}", env.gw.logs());
+        assert_eq!(
+            state_soon(&env, id, "withdrawn").await,
+            "withdrawn",
+            "exec: {via_exec}\n{}",
+            env.gw.logs()
+        );
         let out = env
             .cli
             .run_env(&["approve", &id.to_string()], &[("HOOP_TOKEN", &approver)])
@@ -870,6 +856,19 @@ fn review_state(env: &Env, id: i64) -> String {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     v["state"].as_str().unwrap_or_default().to_string()
+}
+
+/// The review's state once it is `want`, or the last one seen after 10 s.
+async fn state_soon(env: &Env, id: i64, want: &str) -> String {
+    let mut state = String::new();
+    for _ in 0..100 {
+        state = review_state(env, id);
+        if state == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    state
 }
 
 /// The number after `after` in `text`.
@@ -957,15 +956,12 @@ async fn held_ssh_commands_keep_bounded_input_and_time_out_unrun() {
     );
     assert!(!stderr(&out).contains("SIGTERM"), "{}", explain(&env, &out));
     let id = review_id_in(&stderr(&out), "waiting for review ");
-    let mut state = String::new();
-    for _ in 0..100 {
-        state = review_state(&env, id);
-        if state == "withdrawn" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(state, "withdrawn", "{}", env.gw.logs());
+    assert_eq!(
+        state_soon(&env, id, "withdrawn").await,
+        "withdrawn",
+        "{}",
+        env.gw.logs()
+    );
     assert!(!marker.exists(), "a timed-out held command ran");
 }
 
