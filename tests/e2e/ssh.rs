@@ -694,6 +694,13 @@ async fn hoop_exec_runs_commands_on_an_ssh_connection() {
     // --timeout stops it: 89.
     let out = exec(&["--timeout", "1s", "sleep 8"]);
     assert_eq!(code(&out), 89, "{}", explain(&env, &out));
+    // With -o json what it printed before is kept, with no exit status.
+    let out = exec(&["-o", "json", "--timeout", "1s", "echo partial; sleep 8"]);
+    assert_eq!(code(&out), 89, "{}", explain(&env, &out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stdout"], "partial\n", "{v}");
+    assert_eq!(v["exit_status"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["truncated"], false, "{v}");
     let rec = recorded(&env).await;
     assert!(
         rec.iter()
