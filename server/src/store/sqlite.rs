@@ -280,7 +280,7 @@ async fn insert_statements(
             "INSERT INTO statements (session_id, seq, at_ms, text, params_json, verdict, rule, reason, \
              outcome, tag, sqlstate, row_count, duration_us, masked_json) ",
         );
-        // Bound by reference: the batch outlives the query, so no copy of each text.
+        // Bound by reference (sqlx still copies each into its argument buffer).
         qb.push_values(encoded, |mut b, (st, params, masked)| {
             b.push_bind(st.session_id.as_str())
                 .push_bind(to_db(st.seq))
