@@ -612,8 +612,13 @@ async fn wait_output(child: tokio::process::Child) -> Output {
 }
 
 fn spawn(cmd: std::process::Command) -> tokio::process::Child {
+    spawn_with(cmd, std::process::Stdio::null())
+}
+
+/// `cmd` with `stdin`, its output captured, killed when dropped.
+fn spawn_with(cmd: std::process::Command, stdin: std::process::Stdio) -> tokio::process::Child {
     let mut cmd = tokio::process::Command::from(cmd);
-    cmd.stdin(std::process::Stdio::null())
+    cmd.stdin(stdin)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
@@ -893,16 +898,8 @@ fn review_id_in(text: &str, after: &str) -> i64 {
 }
 
 /// `cmd` with `input` on its stdin, spawned.
-fn spawn_with_stdin(
-    mut cmd: std::process::Command,
-    input: &std::path::Path,
-) -> tokio::process::Child {
-    cmd.stdin(std::fs::File::open(input).unwrap());
-    let mut cmd = tokio::process::Command::from(cmd);
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    cmd.spawn().unwrap()
+fn spawn_with_stdin(cmd: std::process::Command, input: &std::path::Path) -> tokio::process::Child {
+    spawn_with(cmd, std::fs::File::open(input).unwrap().into())
 }
 
 #[tokio::test]

@@ -1000,6 +1000,16 @@ impl Reviews {
     }
 }
 
+/// Why an adapter gave up a held statement or command (the `cancel` of [`Reviews::hold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawn {
+    /// The client canceled it or went away.
+    Canceled,
+    /// The client sent more than `limit` bytes behind it while it waited, more than the
+    /// adapter keeps.
+    TooMuchInput { limit: usize },
+}
+
 /// Why a statement (or command) that needed review did not run.
 #[derive(Debug)]
 pub enum NotRun {
@@ -1049,7 +1059,7 @@ impl Reviews {
         &self,
         h: Hold<'_>,
         filed: impl AsyncFnOnce(ReviewId, String) -> Result<(), String>,
-        cancel: impl std::future::Future<Output = ()>,
+        cancel: impl std::future::Future<Output = Withdrawn>,
     ) -> Result<Option<ReviewId>, NotRun> {
         use hoop_shared::exec::ExecReviewMode as Mode;
         if let Mode::Approved { review } = h.mode {
@@ -1106,11 +1116,19 @@ impl Reviews {
         filed(id, waits).await.map_err(NotRun::Refused)?;
         let decided = tokio::select! {
             r = self.wait(id, wait) => r.map_err(|e| NotRun::Refused(e.to_string()))?,
-            () = cancel => {
+            why = cancel => {
                 let _ = self.withdraw(id, h.identity).await;
-                return Err(NotRun::Refused(format!(
-                    "the client canceled it; review {id} was withdrawn"
-                )));
+                return Err(NotRun::Refused(match why {
+                    Withdrawn::Canceled => {
+                        format!("the client canceled it; review {id} was withdrawn")
+                    }
+                    Withdrawn::TooMuchInput { limit } => format!(
+                        "the client sent more than {} KiB of input while it waited for review, \
+                         so review {id} was withdrawn; send input only once it runs (or get it \
+                         approved first and run it with `hoop exec --review`)",
+                        limit / 1024
+                    ),
+                }));
             }
         };
         match decided.state {

@@ -81,6 +81,30 @@ pub enum Answer {
     Pending(String),
 }
 
+impl Answer {
+    /// What the user is told, as the protocol message carries it (none for `Approved`).
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            Answer::Review { message: m, .. }
+            | Answer::Blocked(m)
+            | Answer::NotApproved(m)
+            | Answer::Pending(m) => Some(m),
+            Answer::Approved => None,
+        }
+    }
+
+    /// How `hoop exec` reports it when it refused the statement or command.
+    pub fn refusal(&self) -> Option<hoop_shared::exec::ExecErrorKind> {
+        use hoop_shared::exec::ExecErrorKind as Kind;
+        match self {
+            Answer::Blocked(_) => Some(Kind::Blocked),
+            Answer::NotApproved(_) => Some(Kind::ReviewRejected),
+            Answer::Pending(_) => Some(Kind::ReviewPending),
+            Answer::Review { .. } | Answer::Approved => None,
+        }
+    }
+}
+
 /// The sending half of an exec's answers. Unbounded: an adapter sends at most a few answers
 /// per statement of one request, whose size the API already bounds, and it must never wait on
 /// the exec side that is reading its protocol output.

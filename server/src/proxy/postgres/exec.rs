@@ -34,14 +34,12 @@ const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// How an ErrorResponse is reported: the gateway's own answer when one with this message was
 /// told beside the protocol (see [`Answer`]); otherwise the target's.
 fn classify(sqlstate: &str, answer: Option<&Answer>, timed_out: bool) -> ExecErrorKind {
-    match answer {
-        Some(Answer::Blocked(_)) => ExecErrorKind::Blocked,
-        Some(Answer::Pending(_)) => ExecErrorKind::ReviewPending,
+    match answer.and_then(Answer::refusal) {
         // `--timeout` on a held statement cancels it, which withdraws its review.
-        Some(Answer::NotApproved(_)) if timed_out => ExecErrorKind::Timeout,
-        Some(Answer::NotApproved(_)) => ExecErrorKind::ReviewRejected,
-        _ if timed_out && sqlstate == "57014" => ExecErrorKind::Timeout,
-        _ => ExecErrorKind::Statement,
+        Some(ExecErrorKind::ReviewRejected) if timed_out => ExecErrorKind::Timeout,
+        Some(kind) => kind,
+        None if timed_out && sqlstate == "57014" => ExecErrorKind::Timeout,
+        None => ExecErrorKind::Statement,
     }
 }
 
@@ -60,11 +58,10 @@ impl Told {
         }
         // The protocol drops NULs from messages (`codec::put_cstr`), so compare without them.
         let same = |m: &str| m.chars().filter(|c| *c != '\0').eq(message.chars());
-        let at = self.queue.iter().position(|a| match a {
-            Answer::Blocked(m) | Answer::NotApproved(m) | Answer::Pending(m) => same(m),
-            Answer::Review { message: m, .. } => same(m),
-            Answer::Approved => false,
-        })?;
+        let at = self
+            .queue
+            .iter()
+            .position(|a| a.message().is_some_and(same))?;
         self.queue.remove(at)
     }
 

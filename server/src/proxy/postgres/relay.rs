@@ -33,7 +33,7 @@ use crate::audit::event;
 use crate::policy::masking::MaskCounts as LiveCounts;
 use crate::policy::{MaskCounts, Policy, Verdict};
 use crate::recording::{SessionStart, SessionSummary, StatementRecord};
-use crate::reviews::{Hold, NotRun};
+use crate::reviews::{Hold, NotRun, Withdrawn};
 use crate::tunnel::{Answer, TunnelContext};
 use crate::util::random_chars;
 
@@ -764,9 +764,7 @@ async fn hold<R: AsyncRead + Unpin>(
         session_id: &session.id,
         rule,
     };
-    let filed_id = std::sync::OnceLock::new();
     let filed = async |id: i64, waits: String| {
-        let _ = filed_id.set(id);
         let message = format!(
             "{REVIEW_NOTICE_PREFIX} ({reason}): review {id} — approve with `hoop approve {id}`; {waits}"
         );
@@ -786,47 +784,35 @@ async fn hold<R: AsyncRead + Unpin>(
     // so a late approval cannot run a statement nobody waits for. What the client pipelines
     // meanwhile is read into `buf` (processed in order afterwards), up to a limit past which
     // the review is withdrawn and the statement refused.
-    let mut overflow = false;
     let gone = async {
         loop {
             if buf.len() >= HELD_INPUT_LIMIT {
                 // Not reading on would hide a client that leaves, and a late approval would
                 // then run the statement for nobody: refuse it instead (as SSH does).
-                overflow = true;
-                return;
+                return Withdrawn::TooMuchInput {
+                    limit: HELD_INPUT_LIMIT,
+                };
             }
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(READ_CHUNK);
             }
             match client.read_buf(buf).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return Withdrawn::Canceled,
                 Ok(_) => {}
             }
         }
     };
     let cancel = async {
         tokio::select! {
-            () = session.hold_cancel.notified() => {}
-            () = gone => {}
+            () = session.hold_cancel.notified() => Withdrawn::Canceled,
+            why = gone => why,
         }
     };
     let r = ctx.state.reviews.hold(hold, filed, cancel).await;
     if r.is_ok() {
         ctx.tell(Answer::Approved);
     }
-    match r {
-        Err(_) if overflow => Err(NotRun::Refused(format!(
-            "the client sent more than {} KiB while the statement waited for review, so {} was \
-             withdrawn; send further statements only once it has run (or get it approved first \
-             and run it with `hoop exec --review`)",
-            HELD_INPUT_LIMIT / 1024,
-            filed_id
-                .get()
-                .map(|id| format!("review {id}"))
-                .unwrap_or_else(|| "its review".into())
-        ))),
-        r => r,
-    }
+    r
 }
 
 /// Records a statement whose review did not approve it (or is still pending).

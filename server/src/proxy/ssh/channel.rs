@@ -18,7 +18,7 @@ use super::session::now_ms;
 use super::sftp::SftpDecoder;
 use crate::policy::shell::TypedLines;
 use crate::policy::{Policy, Verdict, masking};
-use crate::reviews::{Hold, NotRun};
+use crate::reviews::{Hold, NotRun, Withdrawn};
 use crate::tunnel::{Answer, TunnelContext};
 
 /// How long output may wait in the masker for the rest of a token before it is sent anyway
@@ -431,13 +431,7 @@ async fn answer_exec(
     status: u32,
 ) {
     let _ = front.success().await;
-    let line = match &answer {
-        Answer::Blocked(m) | Answer::NotApproved(m) | Answer::Pending(m) => {
-            format!("hoop: {m}\r\n")
-        }
-        Answer::Review { message, .. } => format!("hoop: {message}\r\n"),
-        Answer::Approved => String::new(),
-    };
+    let line = format!("hoop: {}\r\n", answer.message().unwrap_or_default());
     if !env.ctx.tell(answer) {
         let _ = front.stderr(1, Bytes::from(line)).await;
     }
@@ -500,9 +494,7 @@ async fn hold(
         session_id: &env.session_id,
         rule,
     };
-    let filed_id = std::sync::OnceLock::new();
     let filed = async |id: i64, waits: String| {
-        let _ = filed_id.set(id);
         let message = format!(
             "{} ({reason}): review {id}; approve with `hoop approve {id}`; {waits}",
             super::REVIEW_NOTICE_PREFIX
@@ -515,22 +507,22 @@ async fn hold(
     };
     let mut early = std::collections::VecDeque::new();
     let mut gone = false;
-    let mut overflow = false;
     let watch = async {
         let mut kept = 0usize;
         loop {
             let msg = match from.next().await {
                 None | Some(FromClient::Close) => {
                     gone = true;
-                    return;
+                    return Withdrawn::Canceled;
                 }
                 Some(m) => m,
             };
             kept += held_size(&msg);
             if kept > HELD_INPUT_LIMIT {
-                overflow = true;
                 early.clear();
-                return;
+                return Withdrawn::TooMuchInput {
+                    limit: HELD_INPUT_LIMIT,
+                };
             }
             early.push_back(msg);
         }
@@ -539,19 +531,6 @@ async fn hold(
     match r {
         Ok(id) => Held::Approved { id, early },
         Err(_) if gone => Held::Gone,
-        Err(_) if overflow => {
-            let review = filed_id
-                .get()
-                .copied()
-                .map(|id| format!("review {id}"))
-                .unwrap_or_else(|| "its review".into());
-            Held::NotRun(NotRun::Refused(format!(
-                "the client sent more than {} KiB of input while the command waited for review, \
-                 so {review} was withdrawn; send input only once the command runs \
-                 (or get it approved first and run it with `hoop exec --review`)",
-                HELD_INPUT_LIMIT / 1024
-            )))
-        }
         Err(not_run) => Held::NotRun(not_run),
     }
 }

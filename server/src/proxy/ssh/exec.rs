@@ -172,6 +172,11 @@ async fn answered(
     refused: &mut Option<(ExecErrorKind, String)>,
     sink: &mut ExecSink,
 ) -> Result<(), SinkClosed> {
+    if let Some(kind) = a.refusal() {
+        let message = a.message().unwrap_or_default().to_string();
+        refused.get_or_insert((kind, message));
+        return Ok(());
+    }
     match a {
         Answer::Review { id, message } => {
             *held = Held::Waiting(id);
@@ -184,15 +189,7 @@ async fn answered(
             sink.flush().await?;
         }
         Answer::Approved => *held = Held::No,
-        Answer::Blocked(m) => {
-            refused.get_or_insert((ExecErrorKind::Blocked, m));
-        }
-        Answer::NotApproved(m) => {
-            refused.get_or_insert((ExecErrorKind::ReviewRejected, m));
-        }
-        Answer::Pending(m) => {
-            refused.get_or_insert((ExecErrorKind::ReviewPending, m));
-        }
+        Answer::Blocked(_) | Answer::NotApproved(_) | Answer::Pending(_) => {}
     }
     Ok(())
 }
