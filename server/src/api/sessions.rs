@@ -159,7 +159,7 @@ fn statement_info(st: StatementRecord) -> StatementInfo {
     StatementInfo {
         seq: st.seq,
         at: ms_to_rfc3339(st.at_ms),
-        text: st.text,
+        text: st.text.to_string(),
         params: st.params,
         verdict: st.verdict,
         rule: st.rule,
@@ -372,7 +372,7 @@ mod tests {
             session_id: session.into(),
             seq,
             at_ms: 1_000 + seq as i64,
-            text: format!("SELECT {seq}"),
+            text: format!("SELECT {seq}").into(),
             params: vec![],
             verdict: "allow".into(),
             rule: None,

@@ -168,7 +168,7 @@ impl Recorder {
             return Err(RecordError::Unhealthy);
         }
         if self.shared.is_lost(&st.session_id) {
-            return Err(RecordError::Lost(st.session_id));
+            return Err(RecordError::Lost(st.session_id.to_string()));
         }
         self.tx
             .send(Op::Statement(st))
@@ -260,7 +260,7 @@ async fn writer(
                     .started
                     .iter()
                     .map(|s| s.id.clone())
-                    .chain(batch.statements.iter().map(|s| s.session_id.clone()))
+                    .chain(batch.statements.iter().map(|s| s.session_id.to_string()))
                     .chain(batch.ended.iter().map(|(id, _)| id.clone()))
                     .collect();
                 tracing::error!(
@@ -471,7 +471,7 @@ mod tests {
             session_id: session.into(),
             seq,
             at_ms: seq as i64,
-            text: format!("SELECT {seq}"),
+            text: format!("SELECT {seq}").into(),
             params: vec![],
             verdict: "allow".into(),
             rule: None,

@@ -3,6 +3,8 @@
 
 mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use hoop_shared::audit::{Checkpoint, StoredRecord};
 
@@ -135,14 +137,14 @@ pub struct SessionStart {
 /// adapter masks parameters before handing them over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementRecord {
-    /// The session it belongs to.
-    pub session_id: String,
+    /// The session it belongs to (shared by all records of a session: no copy per statement).
+    pub session_id: Arc<str>,
     /// Position in the session, increasing; unique per session.
     pub seq: u64,
     /// Unix milliseconds when the statement arrived.
     pub at_ms: i64,
-    /// The statement text as the client sent it.
-    pub text: String,
+    /// The statement text as the client sent it (shared with the adapter's prepared statement).
+    pub text: Arc<str>,
     /// Bound parameters (extended protocol), already masked; `None` is SQL NULL.
     pub params: Vec<Option<String>>,
     /// `allow` or `block`.

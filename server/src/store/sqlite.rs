@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -202,10 +203,10 @@ fn statement_from_row(r: &SqliteRow) -> Result<StatementRecord, StoreError> {
     let params: Vec<Option<String>> = serde_json::from_str(&r.try_get::<String, _>("params_json")?)
         .map_err(|e| StoreError::Corrupt(format!("params: {e}")))?;
     Ok(StatementRecord {
-        session_id: r.try_get("session_id")?,
+        session_id: r.try_get::<String, _>("session_id")?.into(),
         seq: from_db(r.try_get("seq")?, "seq")?,
         at_ms: r.try_get("at_ms")?,
-        text: r.try_get("text")?,
+        text: r.try_get::<String, _>("text")?.into(),
         params,
         verdict: r.try_get("verdict")?,
         rule: r.try_get("rule")?,
@@ -280,12 +281,13 @@ async fn insert_statements(
             "INSERT INTO statements (session_id, seq, at_ms, text, params_json, verdict, rule, reason, \
              outcome, tag, sqlstate, row_count, duration_us, masked_json) ",
         );
-        // Bound by reference (sqlx still copies each into its argument buffer).
+        // The session id and text are bound as shared `Arc<str>`s, which sqlx keeps as they are;
+        // it copies every `&str` it is given.
         qb.push_values(encoded, |mut b, (st, params, masked)| {
-            b.push_bind(st.session_id.as_str())
+            b.push_bind(Arc::clone(&st.session_id))
                 .push_bind(to_db(st.seq))
                 .push_bind(st.at_ms)
-                .push_bind(st.text.as_str())
+                .push_bind(Arc::clone(&st.text))
                 .push_bind(params)
                 .push_bind(st.verdict.as_str())
                 .push_bind(st.rule.as_deref())
@@ -1244,7 +1246,7 @@ mod tests {
             session_id: session.into(),
             seq,
             at_ms: 10_000 + seq as i64,
-            text: format!("SELECT {seq}"),
+            text: format!("SELECT {seq}").into(),
             params: vec![Some("a".into()), None],
             verdict: verdict.into(),
             rule: (verdict == "block").then(|| "no-ddl".into()),

@@ -88,7 +88,7 @@ struct Counters {
 }
 
 struct Session {
-    id: String,
+    id: Arc<str>,
     ctx: TunnelContext,
     policy: Arc<Policy>,
     counters: Counters,
@@ -103,21 +103,23 @@ impl Session {
 
     async fn record(
         &self,
-        p: Pending,
+        mut p: Pending,
         outcome: &str,
         verdict: (&str, Option<String>, Option<String>),
         masked: MaskCounts,
     ) -> Result<(), String> {
         self.counters.statements.fetch_add(1, Ordering::Relaxed);
-        let (tag, rows) = match p.tags.last() {
-            Some(t) => (Some(p.tags.join("; ")), Some(p.rows.max(tag_rows(t)))),
-            None => (None, None),
+        let rows = p.tags.last().map(|t| p.rows.max(tag_rows(t)));
+        // One tag (the usual case) is moved, not joined into a copy.
+        let tag = match p.tags.len() {
+            0 | 1 => p.tags.pop(),
+            _ => Some(p.tags.join("; ")),
         };
         let rec = StatementRecord {
-            session_id: self.id.clone(),
+            session_id: Arc::clone(&self.id),
             seq: p.seq,
             at_ms: p.at_ms,
-            text: p.text.to_string(),
+            text: p.text,
             params: p.params,
             verdict: verdict.0.to_string(),
             rule: verdict.1,
@@ -160,7 +162,8 @@ pub(super) async fn run<C>(
         id: format!(
             "s_{}",
             random_chars(b"abcdefghijkmnpqrstuvwxyz23456789", 12)
-        ),
+        )
+        .into(),
         ctx,
         policy,
         counters: Counters::default(),
@@ -168,7 +171,7 @@ pub(super) async fn run<C>(
     });
     let ctx = &session.ctx;
     let start = SessionStart {
-        id: session.id.clone(),
+        id: session.id.to_string(),
         subject: ctx.identity.subject.clone(),
         name: ctx.identity.name.clone(),
         connection: ctx.connection.name.clone(),
@@ -292,7 +295,8 @@ struct Batch {
 #[derive(Default)]
 struct Extended {
     statements: HashMap<Vec<u8>, Arc<str>>,
-    /// Portal name → the statement text it runs and its parameters (as recorded).
+    /// Portal name → the statement text it runs and its parameters (as recorded, and only with
+    /// the portal's first Execute: a later one continues the same run).
     portals: HashMap<Vec<u8>, PortalInfo>,
 }
 
@@ -480,8 +484,8 @@ where
                     let portal = codec::execute_portal(&msg).unwrap_or_default().to_vec();
                     let (text, params) = ext
                         .portals
-                        .get(&portal)
-                        .cloned()
+                        .get_mut(&portal)
+                        .map(|(text, params)| (Arc::clone(text), std::mem::take(params)))
                         .unwrap_or_else(|| (Arc::from(""), Vec::new()));
                     if masking && described.as_deref() != Some(portal.as_slice()) {
                         // Masking needs this portal's columns and formats: ask the target, and
@@ -952,6 +956,9 @@ struct S2c {
     status: u8,
     plan: Vec<ColAction>,
     plan_active: bool,
+    /// The RowDescription `plan` was made from: the same one again (a prepared statement run
+    /// many times) reuses the plan instead of matching every column against the rules anew.
+    plan_of: Vec<u8>,
     copy_out: Option<bool>,
     masked: LiveCounts,
     tables: HashMap<u32, String>,
@@ -1048,6 +1055,7 @@ where
         status: b'I',
         plan: Vec::new(),
         plan_active: false,
+        plan_of: Vec::new(),
         copy_out: None,
         masked: LiveCounts::default(),
         tables,
@@ -1105,9 +1113,14 @@ where
                 }
                 b'T' => {
                     if masking {
-                        if let Ok(cols) = codec::row_description(&msg) {
-                            st.plan = plan_for(&policy, &cols, &st.tables);
-                            st.plan_active = st.plan.iter().any(|a| *a != ColAction::Pass);
+                        if st.plan_of[..] != msg[..] {
+                            st.plan_of.clear();
+                            // One that does not parse leaves the previous plan.
+                            if let Ok(cols) = codec::row_description(&msg) {
+                                st.plan = plan_for(&policy, &cols, &st.tables);
+                                st.plan_active = st.plan.iter().any(|a| *a != ColAction::Pass);
+                                st.plan_of.extend_from_slice(&msg);
+                            }
                         }
                         if st.pop_describe() == Some(true) {
                             continue;
@@ -1119,6 +1132,7 @@ where
                     if masking {
                         st.plan.clear();
                         st.plan_active = false;
+                        st.plan_of.clear();
                         if st.pop_describe() == Some(true) {
                             continue;
                         }

@@ -352,10 +352,10 @@ async fn flush_cast(ctx: &TunnelContext, st: &mut State, channel: u32) {
 fn statement(st: &mut State, at_ms: i64, text: String) -> StatementRecord {
     st.seq += 1;
     StatementRecord {
-        session_id: st.id.clone(),
+        session_id: st.id.as_str().into(),
         seq: st.seq,
         at_ms,
-        text,
+        text: text.into(),
         params: Vec::new(),
         verdict: "allow".into(),
         rule: None,
