@@ -63,6 +63,12 @@ const BYPASS_ATTEMPTS: &[&str] = &[
     "begin; drop table items; commit",
 ];
 
+/// `hoop ARGS` with `key` as the token, its stdout parsed as JSON.
+fn cli_json(cli: &hoop_tests::CliUser, key: &str, args: &[&str]) -> Value {
+    let out = cli.run_env(args, &[("HOOP_TOKEN", key)]).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn sqlstate_of(stderr: &str) -> bool {
     stderr.contains("blocked by guardrail")
 }
@@ -283,11 +289,7 @@ async fn sessions_record_statements_with_outcomes() {
     assert!(stdout(&out).contains("10"));
     drop(env.tunnel);
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    let out = env
-        .cli
-        .run_env(&["sessions", "-o", "json"], &[("HOOP_TOKEN", &env.key)])
-        .unwrap();
-    let sessions: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sessions = cli_json(&env.cli, &env.key, &["sessions", "-o", "json"]);
     let s = sessions
         .as_array()
         .unwrap()
@@ -299,14 +301,7 @@ async fn sessions_record_statements_with_outcomes() {
     assert_eq!(s["connection"], "shop");
     assert_eq!(s["blocked"], 1);
     let id = s["id"].as_str().unwrap();
-    let out = env
-        .cli
-        .run_env(
-            &["sessions", "show", id, "-o", "json"],
-            &[("HOOP_TOKEN", &env.key)],
-        )
-        .unwrap();
-    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = cli_json(&env.cli, &env.key, &["sessions", "show", id, "-o", "json"]);
     let stmts = shown["statements"].as_array().unwrap();
     let find = |needle: &str| {
         stmts
@@ -405,11 +400,7 @@ async fn repeated_statements_stay_masked_and_a_portal_records_its_params_once() 
     drop(client);
 
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    let out = env
-        .cli
-        .run_env(&["sessions", "-o", "json"], &[("HOOP_TOKEN", &env.key)])
-        .unwrap();
-    let sessions: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sessions = cli_json(&env.cli, &env.key, &["sessions", "-o", "json"]);
     let id = sessions
         .as_array()
         .unwrap()
@@ -418,14 +409,7 @@ async fn repeated_statements_stay_masked_and_a_portal_records_its_params_once() 
         .and_then(|s| s["id"].as_str())
         .expect("the recorded session")
         .to_string();
-    let out = env
-        .cli
-        .run_env(
-            &["sessions", "show", &id, "-o", "json"],
-            &[("HOOP_TOKEN", &env.key)],
-        )
-        .unwrap();
-    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = cli_json(&env.cli, &env.key, &["sessions", "show", &id, "-o", "json"]);
     let stmts = shown["statements"].as_array().unwrap();
     let of = |needle: &str| -> Vec<Value> {
         stmts
