@@ -1,13 +1,14 @@
 //! Server-to-gateway byte stream: tagged frames, each handed to the codec's parser for its
 //! tag (the messages the gateway reads: RowDescription, DataRow, ErrorResponse/NoticeResponse,
-//! Authentication, BackendKeyData, CommandComplete). No input may panic; what parses must
-//! survive the codec's own encoders (the gateway rewrites DataRows and writes these messages).
+//! Authentication, BackendKeyData, CommandComplete, ParameterDescription). No input may panic;
+//! what parses must survive the codec's own encoders (the gateway rewrites DataRows and writes
+//! these messages).
 #![no_main]
 
 use bytes::BytesMut;
 use hoop_server::proxy::postgres::codec::{
     self, Limits, auth_request, backend_key, command_tag, data_row_values, error_fields,
-    frame_len, row_description,
+    frame_len, param_description, row_description,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -29,6 +30,12 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             b'D' => data_row(msg),
+            b't' => {
+                if let Ok(types) = param_description(msg) {
+                    let declared = i16::from_be_bytes([msg[5], msg[6]]).max(0) as usize;
+                    assert_eq!(types.len(), declared);
+                }
+            }
             tag @ (b'E' | b'N') => {
                 let (code, text) = error_fields(msg);
                 let mut b = BytesMut::new();

@@ -6,7 +6,7 @@
 use bytes::BytesMut;
 use hoop_server::proxy::postgres::codec::{
     self, FrameError, Limits, Startup, bind_msg, execute_portal, frame_len, name_after_kind,
-    parse_msg, parse_startup, query_text, startup_frame_len,
+    parse_msg, parse_param_types, parse_startup, query_text, startup_frame_len,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -58,6 +58,9 @@ fuzz_target!(|data: &[u8]| {
                 if let Ok((name, q)) = parse_msg(msg) {
                     assert!(!name.contains(&0) && !q.contains(&0));
                 }
+                if let Ok(types) = parse_param_types(msg) {
+                    assert!(types.len() * 4 <= msg.len());
+                }
             }
             b'B' => {
                 if let Ok(b) = bind_msg(msg) {
@@ -67,6 +70,7 @@ fuzz_target!(|data: &[u8]| {
                     // Column indexes come from a RowDescription: at most i16::MAX of them.
                     for i in [0, 1, 2, 3, n, n + 1, i16::MAX as usize] {
                         let _ = b.result_format(i);
+                        let _ = b.param_format(i);
                     }
                     for p in b.params.iter().flatten() {
                         assert!(p.len() <= msg.len());

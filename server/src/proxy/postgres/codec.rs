@@ -283,12 +283,37 @@ pub fn parse_msg(msg: &[u8]) -> Result<(&[u8], &[u8]), FrameError> {
     Ok((name, q))
 }
 
+/// The parameter type OIDs a Parse names (0 = left to the server; often none at all).
+pub fn parse_param_types(msg: &[u8]) -> Result<Vec<u32>, FrameError> {
+    let err = FrameError::Malformed("Parse");
+    let (_, rest) = cstr(body(msg)).ok_or(err.clone())?;
+    let (_, rest) = cstr(rest).ok_or(err.clone())?;
+    oids(rest).ok_or(err)
+}
+
+/// ParameterDescription ('t'): the type OID of each parameter of a described statement.
+pub fn param_description(msg: &[u8]) -> Result<Vec<u32>, FrameError> {
+    oids(body(msg)).ok_or(FrameError::Malformed("ParameterDescription"))
+}
+
+/// An int16 count, then that many int32 OIDs.
+fn oids(b: &[u8]) -> Option<Vec<u32>> {
+    let n = be_i16(b)?.max(0) as usize;
+    let raw = b.get(2..2 + 4 * n)?;
+    Some(
+        raw.chunks_exact(4)
+            .filter_map(|c| c.try_into().ok().map(u32::from_be_bytes))
+            .collect(),
+    )
+}
+
 /// Bind ('B'): portal name, statement name, and the result-column format codes.
 pub fn bind_msg(msg: &[u8]) -> Result<Bind<'_>, FrameError> {
     let err = FrameError::Malformed("Bind");
     let (portal, rest) = cstr(body(msg)).ok_or(err.clone())?;
     let (statement, mut rest) = cstr(rest).ok_or(err.clone())?;
     let nfmt = be_i16(rest).ok_or(err.clone())?.max(0) as usize;
+    let param_formats = rest.get(2..2 + 2 * nfmt).ok_or(err.clone())?;
     rest = rest.get(2 + 2 * nfmt..).ok_or(err.clone())?;
     let nparams = be_i16(rest).ok_or(err.clone())?.max(0) as usize;
     rest = rest.get(2..).ok_or(err.clone())?;
@@ -310,6 +335,7 @@ pub fn bind_msg(msg: &[u8]) -> Result<Bind<'_>, FrameError> {
         portal,
         statement,
         params,
+        param_formats,
         result_formats: formats,
     })
 }
@@ -323,23 +349,32 @@ pub struct Bind<'a> {
     pub statement: &'a [u8],
     /// Parameter values (None = NULL).
     pub params: Vec<Option<&'a [u8]>>,
+    /// Raw parameter format codes (2 bytes each).
+    pub param_formats: &'a [u8],
     /// Raw result format codes (2 bytes each).
     pub result_formats: &'a [u8],
 }
 
 impl Bind<'_> {
+    /// Format code of parameter `i` (0 text, 1 binary) per the Bind rules.
+    pub fn param_format(&self, i: usize) -> i16 {
+        format_at(self.param_formats, i)
+    }
+
     /// Format code of result column `i` (0 text, 1 binary) per the Bind rules.
     pub fn result_format(&self, i: usize) -> i16 {
-        let n = self.result_formats.len() / 2;
-        let at = if n == 1 { 0 } else { i };
-        if n == 0 {
-            return 0;
-        }
-        self.result_formats
-            .get(at * 2..)
-            .and_then(be_i16)
-            .unwrap_or(0)
+        format_at(self.result_formats, i)
     }
+}
+
+/// Bind's rule for format codes: none means all text, one applies to all, else one each.
+fn format_at(codes: &[u8], i: usize) -> i16 {
+    let at = match codes.len() / 2 {
+        0 => return 0,
+        1 => 0,
+        _ => i,
+    };
+    codes.get(at * 2..).and_then(be_i16).unwrap_or(0)
 }
 
 /// Execute ('E') / Describe ('D') / Close ('C') target name.
@@ -571,6 +606,36 @@ mod tests {
         assert_eq!(error_fields(&b), ("42501".into(), "blocked".into()));
     }
 
+    #[test]
+    fn bind_formats_and_parameter_types() {
+        let mut b = BytesMut::new();
+        // Portal "", statement "s1", formats [0, 1], two params, one result format (binary).
+        let mut body = b"\0s1\0".to_vec();
+        body.extend_from_slice(&[0, 2, 0, 0, 0, 1, 0, 2]);
+        body.extend_from_slice(&[0, 0, 0, 1, b'7', 0xff, 0xff, 0xff, 0xff]);
+        body.extend_from_slice(&[0, 1, 0, 1]);
+        put_message(&mut b, b'B', &body);
+        let bind = bind_msg(&b).unwrap();
+        assert_eq!(bind.statement, b"s1");
+        assert_eq!(bind.params, vec![Some(&b"7"[..]), None]);
+        assert_eq!((bind.param_format(0), bind.param_format(1)), (0, 1));
+        assert_eq!((bind.result_format(0), bind.result_format(5)), (1, 1));
+
+        let mut p = BytesMut::new();
+        put_message(&mut p, b'P', b"s1\0select $1, $2\0\0\x02\0\0\0\x14\0\0\0\0");
+        assert_eq!(parse_msg(&p).unwrap(), (&b"s1"[..], &b"select $1, $2"[..]));
+        assert_eq!(parse_param_types(&p).unwrap(), vec![20, 0]);
+        let mut t = BytesMut::new();
+        put_message(&mut t, b't', &[0, 1, 0, 0, 0x06, 0xa4]);
+        assert_eq!(param_description(&t).unwrap(), vec![1700]);
+        let mut short = BytesMut::new();
+        put_message(&mut short, b't', &[0, 2, 0, 0, 0, 23]);
+        assert!(
+            param_description(&short).is_err(),
+            "count beyond the message"
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
         /// No input makes a reader panic or read past its buffer.
@@ -581,7 +646,9 @@ mod tests {
             let _ = parse_startup(&data);
             let _ = query_text(&data);
             let _ = parse_msg(&data);
-            let _ = bind_msg(&data);
+            if let Ok(b) = bind_msg(&data) { let _ = (b.param_format(3), b.result_format(3)); }
+            let _ = parse_param_types(&data);
+            let _ = param_description(&data);
             let _ = row_description(&data);
             if let Ok(it) = data_row_values(&data) { for v in it { let _ = v; } }
             let _ = error_fields(&data);

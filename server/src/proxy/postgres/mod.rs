@@ -3,6 +3,7 @@
 //! the vaulted credential, remaps the cancel key, and relays both directions through the policy
 //! pipeline (see `relay.rs`).
 
+mod binary;
 pub mod codec;
 pub mod exec;
 mod handoff;

@@ -25,6 +25,7 @@ use bytes::BytesMut;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
+use super::binary;
 use super::codec::{self, Column};
 use super::handoff::{HandoffRx, HandoffTx, handoff};
 use super::upstream::{Stream, Upstream};
@@ -69,6 +70,9 @@ enum Item {
     Stmt(Box<Pending>),
     /// A Describe whose RowDescription/NoData is forwarded (client's) or swallowed (ours).
     Describe { injected: bool },
+    /// A Describe of a statement: its ParameterDescription gives the parameter types of the
+    /// Parse with this number (None: a statement the gateway did not see parsed).
+    ParamTypes(Option<u64>),
     /// A Sync or Query: the target answers ReadyForQuery.
     Sync,
     /// The gateway's answer; `ready` appends ReadyForQuery with the current status.
@@ -94,11 +98,22 @@ struct Session {
     counters: Counters,
     /// Woken by a CancelRequest carrying this session's key: ends a statement review's wait.
     hold_cancel: Arc<tokio::sync::Notify>,
+    /// Parameter types the target described, by Parse number: written by the target side
+    /// before it forwards the ParameterDescription, so a client that waited for it (as
+    /// tokio-postgres and JDBC do before a Bind) finds them here.
+    described: std::sync::Mutex<HashMap<u64, Arc<[u32]>>>,
 }
 
 impl Session {
     fn next_seq(&self) -> u64 {
         self.counters.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn described(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<[u32]>>> {
+        // A panic elsewhere cannot leave this map half-written: keep using it.
+        self.described
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn record(
@@ -168,6 +183,7 @@ pub(super) async fn run<C>(
         policy,
         counters: Counters::default(),
         hold_cancel: Arc::default(),
+        described: std::sync::Mutex::default(),
     });
     let ctx = &session.ctx;
     let start = SessionStart {
@@ -294,7 +310,9 @@ struct Batch {
 /// Per-connection view of prepared statements and portals, for recording and masking.
 #[derive(Default)]
 struct Extended {
-    statements: HashMap<Vec<u8>, Arc<str>>,
+    statements: HashMap<Vec<u8>, Parsed>,
+    /// Parses seen so far (numbers them).
+    parses: u64,
     /// Portal name → the statement text it runs and its parameters (as recorded, and only with
     /// the portal's first Execute: a later one continues the same run).
     portals: HashMap<Vec<u8>, PortalInfo>,
@@ -302,6 +320,33 @@ struct Extended {
 
 /// What a bound portal runs.
 type PortalInfo = (Arc<str>, Vec<Option<String>>);
+
+/// A statement the client parsed.
+struct Parsed {
+    text: Arc<str>,
+    /// Parameter types the Parse named (0 or none: the target chose).
+    types: Vec<u32>,
+    /// This Parse's number in the session.
+    id: u64,
+    /// The client described it: the target's ParameterDescription lands in
+    /// `Session::described` under `id`.
+    described: bool,
+}
+
+impl Extended {
+    /// A statement name parsed anew or closed: its described types go too.
+    fn replace(&mut self, session: &Session, name: &[u8], next: Option<Parsed>) {
+        let old = match next {
+            Some(p) => self.statements.insert(name.to_vec(), p),
+            None => self.statements.remove(name),
+        };
+        if let Some(old) = old
+            && old.described
+        {
+            session.described().remove(&old.id);
+        }
+    }
+}
 
 /// The ErrorResponse for a blocked statement (told to `hoop exec` beside the protocol too).
 fn blocked_error(ctx: &TunnelContext, rule: &str, reason: &str) -> BytesMut {
@@ -452,26 +497,35 @@ where
                             batch.blocked = Some((rule, reason));
                         }
                     }
-                    ext.statements.insert(name.to_vec(), text);
+                    ext.parses += 1;
+                    let parsed = Parsed {
+                        text,
+                        types: codec::parse_param_types(&msg).unwrap_or_default(),
+                        id: ext.parses,
+                        described: false,
+                    };
+                    ext.replace(session, name, Some(parsed));
                     batch.bytes.extend_from_slice(&msg);
                 }
                 b'B' => {
                     let bind = codec::bind_msg(&msg).map_err(|e| protocol_error(&tx, e))?;
-                    let text = ext
-                        .statements
-                        .get(bind.statement)
-                        .cloned()
-                        .unwrap_or_else(|| Arc::from(""));
-                    let params = bind
-                        .params
-                        .iter()
-                        .map(|p| p.map(|v| record_param(&policy, v)))
-                        .collect();
+                    let parsed = ext.statements.get(bind.statement);
+                    let text = parsed.map_or_else(|| Arc::from(""), |p| Arc::clone(&p.text));
+                    let params = record_params(session, &bind, parsed);
                     ext.portals.insert(bind.portal.to_vec(), (text, params));
                     described = None;
                     batch.bytes.extend_from_slice(&msg);
                 }
                 b'D' => {
+                    if msg.get(5) == Some(&b'S') {
+                        let parsed =
+                            codec::name_after_kind(&msg).and_then(|n| ext.statements.get_mut(n));
+                        let id = parsed.map(|p| {
+                            p.described = true;
+                            p.id
+                        });
+                        batch.items.push(Item::ParamTypes(id));
+                    }
                     if masking {
                         batch.items.push(Item::Describe { injected: false });
                         if msg.get(5) == Some(&b'P') {
@@ -514,7 +568,7 @@ where
                     match msg.get(5) {
                         Some(b'S') => {
                             if let Some(n) = codec::name_after_kind(&msg) {
-                                ext.statements.remove(n);
+                                ext.replace(session, n, None);
                             }
                         }
                         Some(b'P') => {
@@ -883,12 +937,46 @@ async fn block(session: &Session, p: Pending, rule: &str, reason: &str) -> Resul
         .await
 }
 
-/// A parameter as recorded: text with the detectors applied (binary shown as its length).
-fn record_param(policy: &Policy, v: &[u8]) -> String {
-    match std::str::from_utf8(v) {
-        Ok(_) => masked_text(policy, &String::from_utf8_lossy(v)),
-        Err(_) => format!("<{} bytes>", v.len()),
-    }
+/// A Bind's parameters as recorded: their text with the detectors applied. A binary-format one
+/// is turned into text by its type (named by the Parse, or described by the target); one of an
+/// unknown type, or text that is not UTF-8, is shown only as its length.
+fn record_params(
+    session: &Session,
+    bind: &codec::Bind<'_>,
+    parsed: Option<&Parsed>,
+) -> Vec<Option<String>> {
+    let binary = |i: usize| bind.param_format(i) == 1;
+    let described = match parsed {
+        Some(p) if p.described && (0..bind.params.len()).any(binary) => {
+            session.described().get(&p.id).cloned()
+        }
+        _ => None,
+    };
+    let type_of = |i: usize| {
+        parsed
+            .and_then(|p| p.types.get(i).copied())
+            .filter(|t| *t != 0)
+            .or_else(|| described.as_ref().and_then(|d| d.get(i).copied()))
+            .unwrap_or(0)
+    };
+    let policy = &session.policy;
+    let text = |i: usize, v: &[u8]| {
+        let decoded = if binary(i) {
+            binary::text(type_of(i), v)
+        } else {
+            std::str::from_utf8(v).ok().map(String::from)
+        };
+        match decoded {
+            Some(t) => masked_text(policy, &t),
+            None if binary(i) => format!("<{} bytes, binary>", v.len()),
+            None => format!("<{} bytes>", v.len()),
+        }
+    };
+    bind.params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p.map(|v| text(i, v)))
+        .collect()
 }
 
 /// Text with the detectors applied, for recordings and audit records.
@@ -1007,18 +1095,24 @@ impl S2c {
 
     /// Pops the first Describe before the next Sync; returns whether it was injected.
     fn pop_describe(&mut self) -> Option<bool> {
-        let idx = self
-            .queue
-            .iter()
-            .position(|i| matches!(i, Item::Describe { .. } | Item::Sync))?;
-        match self.queue.get(idx) {
-            Some(Item::Describe { injected }) => {
-                let injected = *injected;
-                self.queue.remove(idx);
-                Some(injected)
-            }
+        self.pop_before_sync(|i| match i {
+            Item::Describe { injected } => Some(*injected),
             _ => None,
+        })
+    }
+
+    /// Removes the first item before the next Sync that `pick` picks; returns what it picked.
+    fn pop_before_sync<T>(&mut self, pick: impl Fn(&Item) -> Option<T>) -> Option<T> {
+        for (idx, item) in self.queue.iter().enumerate() {
+            if matches!(item, Item::Sync) {
+                return None;
+            }
+            if let Some(picked) = pick(item) {
+                self.queue.remove(idx);
+                return Some(picked);
+            }
         }
+        None
     }
 
     /// Removes and returns the first statement if it is an extended one (it is complete).
@@ -1184,7 +1278,7 @@ where
                                     };
                                     finished.push((*p, outcome));
                                 }
-                                Item::Describe { .. } => {}
+                                Item::Describe { .. } | Item::ParamTypes(_) => {}
                                 Item::Kill(_) => {}
                                 Item::Local { bytes, ready } => {
                                     // Cannot be ahead of a Sync; emit to keep order anyway.
@@ -1197,6 +1291,17 @@ where
                         }
                         st.flush_local(&mut out);
                     }
+                }
+                b't' => {
+                    // Learned before the client sees it (and so before its Bind).
+                    let parse = st.pop_before_sync(|i| match i {
+                        Item::ParamTypes(id) => Some(*id),
+                        _ => None,
+                    });
+                    if let (Some(Some(id)), Ok(types)) = (parse, codec::param_description(&msg)) {
+                        session.described().insert(id, types.into());
+                    }
+                    out.extend_from_slice(&msg);
                 }
                 b'K' => {
                     // Hand the client a key of ours; keep the target's.
