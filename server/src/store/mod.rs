@@ -343,7 +343,9 @@ pub trait Store: Send + Sync + 'static {
     async fn session_insert(&self, session: &SessionStart) -> Result<(), StoreError>;
     /// Closes a session with its totals; false if no such session or it was already closed.
     async fn session_finish(&self, id: &str, summary: &SessionSummary) -> Result<bool, StoreError>;
-    /// Appends statements in one transaction; `Conflict` if a (session, seq) pair exists.
+    /// Appends statements in one transaction; `Conflict` if a (session, seq) pair repeats in
+    /// them or repeats the first of a stored batch (the SQLite store keeps one chunk per session
+    /// per call and does not search older chunks for it).
     async fn statements_insert(&self, statements: &[StatementRecord]) -> Result<(), StoreError>;
     /// Writes a recorder batch in one transaction. A session whose id already exists is skipped,
     /// not fatal (one bad start must not lose everyone else's records): the ids skipped are

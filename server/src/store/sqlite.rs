@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hoop_shared::audit::{Checkpoint, GENESIS, StoredRecord, chain_hash};
+use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -172,10 +173,10 @@ fn masked_from_json(s: &str) -> Result<MaskCounts, StoreError> {
 const SESSION_COLUMNS: &str = "s.id, s.subject, s.name, s.connection, s.kind, s.client_addr, \
      s.started_at_ms, s.ended_at_ms, s.bytes_up, s.bytes_down, s.masked_json, s.end_reason, \
      CASE WHEN s.ended_at_ms IS NULL \
-       THEN (SELECT COUNT(*) FROM statements t WHERE t.session_id = s.id) \
+       THEN (SELECT COALESCE(SUM(c.statements), 0) FROM statement_chunks c WHERE c.session_id = s.id) \
        ELSE s.statements END AS n_statements, \
      CASE WHEN s.ended_at_ms IS NULL \
-       THEN (SELECT COUNT(*) FROM statements t WHERE t.session_id = s.id AND t.verdict = 'block') \
+       THEN (SELECT COALESCE(SUM(c.blocked), 0) FROM statement_chunks c WHERE c.session_id = s.id) \
        ELSE s.blocked END AS n_blocked";
 
 fn session_from_row(r: &SqliteRow) -> Result<SessionRow, StoreError> {
@@ -199,28 +200,148 @@ fn session_from_row(r: &SqliteRow) -> Result<SessionRow, StoreError> {
     })
 }
 
-fn statement_from_row(r: &SqliteRow) -> Result<StatementRecord, StoreError> {
-    let params: Vec<Option<String>> = serde_json::from_str(&r.try_get::<String, _>("params_json")?)
-        .map_err(|e| StoreError::Corrupt(format!("params: {e}")))?;
-    Ok(StatementRecord {
-        session_id: r.try_get::<String, _>("session_id")?.into(),
-        seq: from_db(r.try_get("seq")?, "seq")?,
-        at_ms: r.try_get("at_ms")?,
-        text: r.try_get::<String, _>("text")?.into(),
-        params,
-        verdict: r.try_get("verdict")?,
-        rule: r.try_get("rule")?,
-        reason: r.try_get("reason")?,
-        outcome: r.try_get("outcome")?,
-        tag: r.try_get("tag")?,
-        sqlstate: r.try_get("sqlstate")?,
-        rows: r
-            .try_get::<Option<i64>, _>("row_count")?
-            .map(|n| from_db(n, "row_count"))
-            .transpose()?,
-        duration_us: from_db(r.try_get("duration_us")?, "duration_us")?,
-        masked: masked_from_json(&r.try_get::<String, _>("masked_json")?)?,
-    })
+/// One statement in a chunk's `records` (the session id is the chunk's). Absent optional
+/// fields and empty lists are left out, so a typical entry is about 150 bytes of JSON.
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    seq: u64,
+    at_ms: i64,
+    text: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    params: &'a [Option<String>],
+    verdict: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sqlstate: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows: Option<u64>,
+    duration_us: u64,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    masked: &'a BTreeMap<String, u64>,
+}
+
+/// [`EntryOut`] read back (also what the migration of per-row logs wrote: nulls for absent).
+#[derive(Deserialize)]
+struct EntryIn {
+    seq: u64,
+    at_ms: i64,
+    text: String,
+    #[serde(default)]
+    params: Option<Vec<Option<String>>>,
+    verdict: String,
+    #[serde(default)]
+    rule: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    outcome: String,
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    sqlstate: Option<String>,
+    #[serde(default)]
+    rows: Option<u64>,
+    duration_us: u64,
+    #[serde(default)]
+    masked: Option<BTreeMap<String, u64>>,
+}
+
+impl EntryIn {
+    fn into_record(self, session_id: &Arc<str>) -> StatementRecord {
+        StatementRecord {
+            session_id: Arc::clone(session_id),
+            seq: self.seq,
+            at_ms: self.at_ms,
+            text: self.text.into(),
+            params: self.params.unwrap_or_default(),
+            verdict: self.verdict,
+            rule: self.rule,
+            reason: self.reason,
+            outcome: self.outcome,
+            tag: self.tag,
+            sqlstate: self.sqlstate,
+            rows: self.rows,
+            duration_us: self.duration_us,
+            masked: MaskCounts {
+                counts: self.masked.unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// One row of `statement_chunks`, ready to insert.
+struct Chunk<'a> {
+    session_id: &'a Arc<str>,
+    first_seq: u64,
+    last_seq: u64,
+    statements: u64,
+    blocked: u64,
+    verdicts: String,
+    last_at_ms: i64,
+    records: String,
+}
+
+/// Groups statements by session, in seq order, into one chunk each. Two records with the same
+/// session and seq are refused (a duplicate would otherwise be stored twice).
+fn chunks_of(statements: &[StatementRecord]) -> Result<Vec<Chunk<'_>>, StoreError> {
+    let mut sorted: Vec<&StatementRecord> = statements.iter().collect();
+    sorted.sort_by(|a, b| (&*a.session_id, a.seq).cmp(&(&*b.session_id, b.seq)));
+    let mut out = Vec::new();
+    for run in sorted.chunk_by(|a, b| a.session_id == b.session_id) {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            continue;
+        };
+        if run
+            .windows(2)
+            .any(|w| matches!(w, [a, b] if a.seq == b.seq))
+        {
+            return Err(StoreError::Conflict(
+                "a statement of this batch was already recorded".into(),
+            ));
+        }
+        let entries: Vec<EntryOut<'_>> = run
+            .iter()
+            .map(|st| EntryOut {
+                seq: st.seq,
+                at_ms: st.at_ms,
+                text: &st.text,
+                params: &st.params,
+                verdict: &st.verdict,
+                rule: st.rule.as_deref(),
+                reason: st.reason.as_deref(),
+                outcome: &st.outcome,
+                tag: st.tag.as_deref(),
+                sqlstate: st.sqlstate.as_deref(),
+                rows: st.rows,
+                duration_us: st.duration_us,
+                masked: &st.masked.counts,
+            })
+            .collect();
+        let mut verdicts = String::from(",");
+        for st in run {
+            if !verdicts.contains(&format!(",{},", st.verdict)) {
+                verdicts.push_str(&st.verdict);
+                verdicts.push(',');
+            }
+        }
+        out.push(Chunk {
+            session_id: &first.session_id,
+            first_seq: first.seq,
+            last_seq: last.seq,
+            statements: run.len() as u64,
+            blocked: run.iter().filter(|st| st.verdict == "block").count() as u64,
+            verdicts,
+            last_at_ms: run.iter().map(|st| st.at_ms).max().unwrap_or(first.at_ms),
+            records: serde_json::to_string(&entries)
+                .map_err(|e| StoreError::Corrupt(format!("statements: {e}")))?,
+        });
+    }
+    Ok(out)
 }
 
 /// Inserts a session. With `skip_existing`, an existing id is not an error and `false` comes
@@ -257,47 +378,29 @@ async fn insert_session(
     Ok(r.rows_affected() == 1)
 }
 
-/// Rows per INSERT: each `execute` is a round trip to sqlx's SQLite worker thread, so batching
-/// rows into one statement is what keeps recording cheap at thousands of statements a second
-/// (14 columns × 64 rows stays far below SQLite's variable limit).
-const STATEMENT_ROWS_PER_INSERT: usize = 64;
+/// Chunks per INSERT: each `execute` is a round trip to sqlx's SQLite worker thread (8 columns
+/// × 64 rows stays far below SQLite's variable limit).
+const CHUNKS_PER_INSERT: usize = 64;
 
 async fn insert_statements(
     conn: &mut SqliteConnection,
     statements: &[StatementRecord],
 ) -> Result<(), StoreError> {
-    for chunk in statements.chunks(STATEMENT_ROWS_PER_INSERT) {
-        let mut encoded = Vec::with_capacity(chunk.len());
-        for st in chunk {
-            let params = if st.params.is_empty() {
-                "[]".to_string()
-            } else {
-                serde_json::to_string(&st.params)
-                    .map_err(|e| StoreError::Corrupt(format!("params: {e}")))?
-            };
-            encoded.push((st, params, masked_to_json(&st.masked)?));
-        }
+    let chunks = chunks_of(statements)?;
+    for part in chunks.chunks(CHUNKS_PER_INSERT) {
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO statements (session_id, seq, at_ms, text, params_json, verdict, rule, reason, \
-             outcome, tag, sqlstate, row_count, duration_us, masked_json) ",
+            "INSERT INTO statement_chunks (session_id, first_seq, last_seq, statements, blocked, \
+             verdicts, last_at_ms, records) ",
         );
-        // The session id and text are bound as shared `Arc<str>`s, which sqlx keeps as they are;
-        // it copies every `&str` it is given.
-        qb.push_values(encoded, |mut b, (st, params, masked)| {
-            b.push_bind(Arc::clone(&st.session_id))
-                .push_bind(to_db(st.seq))
-                .push_bind(st.at_ms)
-                .push_bind(Arc::clone(&st.text))
-                .push_bind(params)
-                .push_bind(st.verdict.as_str())
-                .push_bind(st.rule.as_deref())
-                .push_bind(st.reason.as_deref())
-                .push_bind(st.outcome.as_str())
-                .push_bind(st.tag.as_deref())
-                .push_bind(st.sqlstate.as_deref())
-                .push_bind(st.rows.map(to_db))
-                .push_bind(to_db(st.duration_us))
-                .push_bind(masked);
+        qb.push_values(part, |mut b, c| {
+            b.push_bind(Arc::clone(c.session_id))
+                .push_bind(to_db(c.first_seq))
+                .push_bind(to_db(c.last_seq))
+                .push_bind(to_db(c.statements))
+                .push_bind(to_db(c.blocked))
+                .push_bind(c.verdicts.as_str())
+                .push_bind(c.last_at_ms)
+                .push_bind(c.records.as_str());
         });
         qb.build().execute(&mut *conn).await.map_err(|e| {
             if is_unique_violation(&e) {
@@ -783,9 +886,9 @@ impl Store for SqliteStore {
     async fn sessions_close_open(&self, reason: &str) -> Result<u64, StoreError> {
         let r = sqlx::query(
             "UPDATE sessions SET \
-             ended_at_ms = COALESCE((SELECT MAX(t.at_ms) FROM statements t WHERE t.session_id = sessions.id), started_at_ms), \
-             statements = (SELECT COUNT(*) FROM statements t WHERE t.session_id = sessions.id), \
-             blocked = (SELECT COUNT(*) FROM statements t WHERE t.session_id = sessions.id AND t.verdict = 'block'), \
+             ended_at_ms = COALESCE((SELECT MAX(c.last_at_ms) FROM statement_chunks c WHERE c.session_id = sessions.id), started_at_ms), \
+             statements = (SELECT COALESCE(SUM(c.statements), 0) FROM statement_chunks c WHERE c.session_id = sessions.id), \
+             blocked = (SELECT COALESCE(SUM(c.blocked), 0) FROM statement_chunks c WHERE c.session_id = sessions.id), \
              end_reason = ? \
              WHERE ended_at_ms IS NULL",
         )
@@ -819,9 +922,9 @@ impl Store for SqliteStore {
             q.push(" AND s.started_at_ms < ").push_bind(t);
         }
         if let Some(v) = &f.verdict {
-            q.push(" AND EXISTS (SELECT 1 FROM statements t WHERE t.session_id = s.id AND t.verdict = ")
-                .push_bind(v.clone())
-                .push(")");
+            q.push(" AND EXISTS (SELECT 1 FROM statement_chunks c WHERE c.session_id = s.id AND instr(c.verdicts, ")
+                .push_bind(format!(",{v},"))
+                .push(") > 0)");
         }
         q.push(" ORDER BY s.started_at_ms DESC, s.id DESC LIMIT ")
             .push_bind(i64::from(f.limit));
@@ -846,17 +949,42 @@ impl Store for SqliteStore {
         after_seq: Option<u64>,
         limit: u32,
     ) -> Result<Vec<StatementRecord>, StoreError> {
+        use futures_util::TryStreamExt;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         // -1 is below every stored seq (they are u64), so "from the start" needs no second query.
         let after = after_seq.map_or(-1, to_db);
-        let rows = sqlx::query(
-            "SELECT * FROM statements WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        let limit = limit as usize;
+        let id: Arc<str> = session_id.into();
+        // Chunks in first_seq order; a statement recorded late (a blocked one is recorded at
+        // once, the statements before it when the target answers) can make a chunk overlap an
+        // earlier one, so chunks are read until the next starts past the page's last seq.
+        let mut rows = sqlx::query(
+            "SELECT first_seq, records FROM statement_chunks \
+             WHERE session_id = ? AND last_seq > ? ORDER BY first_seq",
         )
         .bind(session_id)
         .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(statement_from_row).collect()
+        .fetch(&self.pool);
+        let mut out: Vec<StatementRecord> = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let first = from_db(row.try_get("first_seq")?, "first_seq")?;
+            if out.len() >= limit && out.get(limit - 1).is_some_and(|l| first > l.seq) {
+                break;
+            }
+            let entries: Vec<EntryIn> = serde_json::from_str(row.try_get("records")?)
+                .map_err(|e| StoreError::Corrupt(format!("statements of {session_id}: {e}")))?;
+            out.extend(
+                entries
+                    .into_iter()
+                    .filter(|e| to_db(e.seq) > after)
+                    .map(|e| e.into_record(&id)),
+            );
+            out.sort_by_key(|st| st.seq);
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
     async fn cast_append(
@@ -1074,14 +1202,15 @@ impl Store for SqliteStore {
     }
 
     async fn recordings_purge(&self, ended_before_ms: i64) -> Result<u64, StoreError> {
-        let r = sqlx::query(
-            "DELETE FROM statements WHERE session_id IN \
-             (SELECT id FROM sessions WHERE ended_at_ms IS NOT NULL AND ended_at_ms < ?)",
+        let removed: Vec<i64> = sqlx::query_scalar(
+            "DELETE FROM statement_chunks WHERE session_id IN \
+             (SELECT id FROM sessions WHERE ended_at_ms IS NOT NULL AND ended_at_ms < ?) \
+             RETURNING statements",
         )
         .bind(ended_before_ms)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(r.rows_affected())
+        Ok(removed.into_iter().map(|n| n.max(0) as u64).sum())
     }
 
     async fn outbox_due(
@@ -1273,6 +1402,212 @@ mod tests {
             masked,
             end_reason: "client closed".into(),
         }
+    }
+
+    /// A statement recorded late (a blocked one is recorded at once, those before it when the
+    /// target answers) lands in a later chunk than statements after it: reads still come back in
+    /// seq order, page by page, and counters, the verdict filter and purges see every chunk.
+    #[tokio::test]
+    async fn statements_recorded_late_come_back_in_seq_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        store
+            .session_insert(&start("s1", "alice", "db", 1_000))
+            .await
+            .unwrap();
+        store
+            .session_insert(&start("s2", "bob", "db", 1_001))
+            .await
+            .unwrap();
+        let first = [
+            stmt("s1", 1, "allow"),
+            stmt("s2", 1, "allow"),
+            stmt("s1", 5, "block"),
+            stmt("s1", 2, "allow"),
+        ];
+        store.statements_insert(&first).await.unwrap();
+        let second = [
+            stmt("s1", 4, "allow"),
+            stmt("s1", 3, "allow"),
+            stmt("s1", 6, "allow"),
+        ];
+        store.statements_insert(&second).await.unwrap();
+
+        let seqs = |v: Vec<StatementRecord>| v.iter().map(|s| s.seq).collect::<Vec<_>>();
+        let all = store.statements_of("s1", None, 100).await.unwrap();
+        assert_eq!(seqs(all.clone()), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            all[4],
+            stmt("s1", 5, "block"),
+            "a record survives its chunk"
+        );
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.statements_of("s1", after, 2).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.seq);
+            paged.extend(seqs(page));
+        }
+        assert_eq!(paged, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            seqs(store.statements_of("s1", Some(4), 1).await.unwrap()),
+            [5]
+        );
+        assert!(store.statements_of("s1", None, 0).await.unwrap().is_empty());
+        assert_eq!(
+            seqs(store.statements_of("s2", None, 10).await.unwrap()),
+            [1]
+        );
+
+        let open = store.session_get("s1").await.unwrap().unwrap();
+        assert_eq!((open.statements, open.blocked), (6, 1));
+        let view: (i64, i64, String, String) = sqlx::query_as(
+            "SELECT count(*), sum(verdict = 'block'), min(params_json), min(masked_json) \
+             FROM statements WHERE session_id = 's1'",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(view, (6, 1, "[\"a\",null]".into(), "{\"email\":1}".into()));
+        let with = |verdict: &str| SessionFilter {
+            verdict: Some(verdict.into()),
+            limit: 10,
+            ..SessionFilter::default()
+        };
+        let ids = |v: Vec<SessionRow>| v.into_iter().map(|s| s.start.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.sessions_list(&with("block")).await.unwrap()),
+            ["s1"]
+        );
+        assert_eq!(
+            ids(store.sessions_list(&with("allow")).await.unwrap()),
+            ["s2", "s1"]
+        );
+        assert!(
+            store.sessions_list(&with("loc")).await.unwrap().is_empty(),
+            "no substring match"
+        );
+
+        assert_eq!(
+            store
+                .sessions_close_open("gateway restarted")
+                .await
+                .unwrap(),
+            2
+        );
+        let closed = store.session_get("s1").await.unwrap().unwrap();
+        assert_eq!(
+            (closed.statements, closed.blocked, closed.ended_at_ms),
+            (6, 1, Some(10_006))
+        );
+        assert_eq!(
+            store.recordings_purge(i64::MAX).await.unwrap(),
+            7,
+            "statements purged"
+        );
+        assert!(
+            store
+                .statements_of("s1", None, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// A data dir written before statement logs were chunked keeps its logs: the migration
+    /// turns each session's rows into one chunk, and they read back as they were written.
+    #[tokio::test]
+    async fn per_row_statement_logs_migrate_into_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.path().join("hoop.db"))
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
+        let mut before = sqlx::migrate!("./migrations/sqlite");
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 12)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO sessions (id, subject, name, connection, kind, client_addr, started_at_ms) \
+             VALUES ('old', 'alice', 'Alice', 'db', 'postgres', NULL, 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let rows = [
+            (2, "allow", None, "[\"a\",null]", "{\"email\":1}", Some(3)),
+            (1, "block", Some("no-ddl"), "[]", "{}", None),
+        ];
+        for (seq, verdict, rule, params, masked, count) in rows {
+            sqlx::query(
+                "INSERT INTO statements (session_id, seq, at_ms, text, params_json, verdict, rule, \
+                 reason, outcome, tag, sqlstate, row_count, duration_us, masked_json) \
+                 VALUES ('old', ?, ?, 'SELECT \"x\"', ?, ?, ?, NULL, 'ok', NULL, NULL, ?, 7, ?)",
+            )
+            .bind(seq)
+            .bind(100 + seq)
+            .bind(params)
+            .bind(verdict)
+            .bind(rule)
+            .bind(count)
+            .bind(masked)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let got = store.statements_of("old", None, 10).await.unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].seq, got[0].verdict.as_str(), got[0].rule.as_deref()),
+            (1, "block", Some("no-ddl"))
+        );
+        assert_eq!(
+            (
+                got[0].params.clone(),
+                got[0].rows,
+                got[0].masked.counts.len()
+            ),
+            (vec![], None, 0)
+        );
+        assert_eq!(got[1].params, vec![Some("a".to_string()), None]);
+        assert_eq!(
+            (got[1].at_ms, got[1].rows, got[1].duration_us),
+            (102, Some(3), 7)
+        );
+        assert_eq!(&*got[1].text, "SELECT \"x\"");
+        assert_eq!(got[1].masked.counts.get("email"), Some(&1));
+        let s = store.session_get("old").await.unwrap().unwrap();
+        assert_eq!((s.statements, s.blocked), (2, 1));
+        // The `statements` view still reads them one per row, for SQL against the file.
+        let rows: Vec<(i64, String, String, Option<i64>, String)> = sqlx::query_as(
+            "SELECT seq, verdict, params_json, row_count, masked_json FROM statements \
+             WHERE session_id = 'old' ORDER BY seq",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (1, "block".into(), "[]".into(), None, "{}".into()),
+                (
+                    2,
+                    "allow".into(),
+                    "[\"a\",null]".into(),
+                    Some(3),
+                    "{\"email\":1}".into()
+                )
+            ]
+        );
     }
 
     #[tokio::test]
