@@ -23,12 +23,12 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
 use super::binary;
 use super::codec::{self, Column};
 use super::handoff::{HandoffRx, HandoffTx, handoff};
-use super::upstream::{Stream, Upstream};
+use super::upstream::{ReadSide, Upstream};
 use super::{CLIENT_LIMITS, SERVER_LIMITS, register_cancel_key};
 use crate::audit::event;
 use crate::policy::masking::MaskCounts as LiveCounts;
@@ -224,7 +224,7 @@ pub(super) async fn run<C>(
         stream,
         buf: server_buf,
     } = up;
-    let (server_r, mut server_w) = tokio::io::split(stream);
+    let (server_r, mut server_w) = stream.into_halves();
     let (tx, rx) = handoff::<Item>();
 
     let s2c = {
@@ -1133,7 +1133,7 @@ impl S2c {
 
 async fn server_to_client<W>(
     session: Arc<Session>,
-    mut server: ReadHalf<Box<dyn Stream>>,
+    mut server: ReadSide,
     mut buf: BytesMut,
     mut client: WriteHalf<W>,
     rx: HandoffRx<Item>,

@@ -15,8 +15,32 @@ use super::codec::{self, Limits};
 use crate::config::{ConnectionConfig, UpstreamTls};
 
 /// A byte stream to the target: TCP or TLS over TCP.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Read and write halves for two tasks to use at once. TCP's own split takes no lock; a TLS
+    /// session is one state for both directions, so it goes through tokio's locking split.
+    /// (tokio's split on a TCP stream cost a contended lock and often a futex wake-up per
+    /// message under pgbench: both directions are busy at once.)
+    fn into_halves(self: Box<Self>) -> (ReadSide, WriteSide);
+}
+
+/// The target's read half.
+pub type ReadSide = Box<dyn AsyncRead + Unpin + Send>;
+/// The target's write half.
+pub type WriteSide = Box<dyn AsyncWrite + Unpin + Send>;
+
+impl Stream for TcpStream {
+    fn into_halves(self: Box<Self>) -> (ReadSide, WriteSide) {
+        let (r, w) = self.into_split();
+        (Box::new(r), Box::new(w))
+    }
+}
+
+impl Stream for tokio_rustls::client::TlsStream<TcpStream> {
+    fn into_halves(self: Box<Self>) -> (ReadSide, WriteSide) {
+        let (r, w) = tokio::io::split(*self);
+        (Box::new(r), Box::new(w))
+    }
+}
 
 /// Why the target could not be reached or refused us.
 #[derive(Debug, thiserror::Error)]
