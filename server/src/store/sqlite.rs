@@ -322,13 +322,13 @@ fn chunks_of(statements: &[StatementRecord]) -> Result<Vec<Chunk<'_>>, StoreErro
                 masked: &st.masked.counts,
             })
             .collect();
-        let mut verdicts = String::from(",");
+        let mut seen: Vec<&str> = Vec::new();
         for st in run {
-            if !verdicts.contains(&format!(",{},", st.verdict)) {
-                verdicts.push_str(&st.verdict);
-                verdicts.push(',');
+            if !seen.contains(&st.verdict.as_str()) {
+                seen.push(&st.verdict);
             }
         }
+        let verdicts = format!(",{},", seen.join(","));
         out.push(Chunk {
             session_id: &first.session_id,
             first_seq: first.seq,

@@ -961,10 +961,10 @@ fn record_params(
     };
     let policy = &session.policy;
     let text = |i: usize, v: &[u8]| {
-        let decoded = if binary(i) {
-            binary::text(type_of(i), v)
+        let decoded: Option<std::borrow::Cow<'_, str>> = if binary(i) {
+            binary::text(type_of(i), v).map(Into::into)
         } else {
-            std::str::from_utf8(v).ok().map(String::from)
+            std::str::from_utf8(v).ok().map(Into::into)
         };
         match decoded {
             Some(t) => masked_text(policy, &t),
