@@ -9,7 +9,9 @@
 //! - `email_detected`: no column rule, so the e-mail cell of every row is found and masked by
 //!   the detector (and one note in ten holds a card or address);
 //! - `long_text`: a row of an id and a 2 KiB note dense with near-misses (digits, dates,
-//!   dashes, capitals, underscores) and a few real matches: the worst case per byte.
+//!   dashes, capitals, underscores) and a few real matches: the worst case per byte;
+//! - `hex_hash`: a row of an integer and 32 hex digits, the large result of `bench/pg.sh`
+//!   (`select g, md5(g::text)`): hashes, uuids and hex ids, about every other byte a digit.
 //!
 //! The target is 2 million typical rows per second per core with every detector on.
 //! Run: `cargo bench -p hoop-server --bench masking`.
@@ -152,6 +154,24 @@ fn long_rows(seed: u64, rows: usize) -> Vec<Vec<Vec<u8>>> {
         .collect()
 }
 
+/// Rows of an integer and an md5-like hex string.
+fn hex_rows(seed: u64) -> Vec<Vec<Vec<u8>>> {
+    let mut rng = Rng(seed);
+    (0..ROWS)
+        .map(|i| {
+            let hex: Vec<u8> = (0..32)
+                .map(|_| {
+                    b"0123456789abcdef"
+                        .get(rng.below(16))
+                        .copied()
+                        .unwrap_or(b'0')
+                })
+                .collect();
+            vec![(1 + i).to_string().into_bytes(), hex]
+        })
+        .collect()
+}
+
 fn masker(columns: &[&str]) -> Option<Masker> {
     Masker::compile(&[MaskingConfig {
         name: "pii".into(),
@@ -209,6 +229,8 @@ fn bench(c: &mut Criterion) {
     let clean = typical_rows(0x9e37_79b9_7f4a_7c15, 0);
     let tenth = typical_rows(0x2545_f491_4f6c_dd1d, 10);
     let long = long_rows(0x1234_5678_9abc_def1, 1000);
+    let hex = hex_rows(0x0bad_5eed_f00d_cafe);
+    let hex_plan = plan(&detectors_only, &["g", "md5"]);
 
     let mut g = c.benchmark_group("masking");
     let mut out = Vec::with_capacity(4096);
@@ -217,6 +239,7 @@ fn bench(c: &mut Criterion) {
         ("ten_percent", &with_rule, &ruled_plan, &tenth),
         ("email_detected", &detectors_only, &open_plan, &tenth),
         ("long_text", &detectors_only, &long_plan, &long),
+        ("hex_hash", &detectors_only, &hex_plan, &hex),
     ] {
         let p: Vec<Option<&[u8]>> = p.iter().map(|x| x.as_deref()).collect();
         g.throughput(Throughput::Elements(rows.len() as u64));
