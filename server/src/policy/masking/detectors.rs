@@ -910,30 +910,66 @@ fn scan_from<S: Sink>(plan: &Plan, v: &[u8], sink: &mut S, masked: bool) {
     }
 }
 
-/// Bits of [`SHAPE`]: a chain separator, an uppercase letter.
-const SEP: u8 = 1;
-const UPPER: u8 = 2;
+/// Eight bytes at a time in a `u64` ("SWAR"): the byte-class questions [`scan_masked`] asks
+/// of every byte, answered for a whole word with a few additions. Written here because the
+/// alternatives are `unsafe` intrinsics or nightly `std::simd`; a test checks every byte value
+/// against the class table.
+const LANE_LO: u64 = 0x0101_0101_0101_0101;
+const LANE_HI: u64 = 0x8080_8080_8080_8080;
 
-static SHAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut b = 0;
-    while b < 256 {
-        let u = b as u8;
-        // `b < 256` above, so the index is in range (a const block cannot use `get_mut`).
-        #[allow(clippy::indexing_slicing)]
-        {
-            t[b] = if is_chain_sep(u) {
-                SEP
-            } else if u.is_ascii_uppercase() {
-                UPPER
-            } else {
-                0
-            };
-        }
-        b += 1;
+/// The high bit of each byte lane of `w` set where that byte is in `lo..=hi` (ASCII bounds,
+/// `1 <= lo <= hi < 0x7f`). Bytes of 0x80 and above are never in range.
+#[inline(always)]
+const fn lanes_in(w: u64, lo: u8, hi: u8) -> u64 {
+    let x = w & !LANE_HI;
+    // Each lane of `x` is below 0x80, so neither addition carries into the next lane.
+    let ge_lo = x.wrapping_add(LANE_LO * (0x80 - lo as u64));
+    let gt_hi = x.wrapping_add(LANE_LO * (0x7f - hi as u64));
+    ge_lo & !gt_hi & !w & LANE_HI
+}
+
+/// The lane high bits of `m` packed into the low eight bits, lane 0 (the first byte) lowest.
+#[inline(always)]
+const fn pack_lanes(m: u64) -> u64 {
+    (m >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
+}
+
+/// Bit masks over a value of at most 64 bytes: bit i is set when byte i is, in turn, a digit
+/// the plan scans, a stop of another class (`@`, a secret anchor), a chain separator, an
+/// uppercase letter.
+#[inline(always)]
+fn shape_masks(plan: &Plan, v: &[u8]) -> [u64; 4] {
+    let digits_on = plan.class_of(b'0') & DIGIT != 0;
+    let n = v.len().min(64);
+    let mut padded = [0u8; 64];
+    if let (Some(d), Some(s)) = (padded.get_mut(..n), v.get(..n)) {
+        d.copy_from_slice(s);
     }
-    t
-};
+    let mut m = [0u64; 4];
+    for (j, word) in padded.chunks_exact(8).take(n.div_ceil(8)).enumerate() {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        let at = 8 * j;
+        let mut other = 0;
+        if plan.email {
+            other |= lanes_in(w, b'@', b'@');
+        }
+        if plan.secrets {
+            other |= lanes_in(w, b'A', b'A')
+                | lanes_in(w, b'J', b'J')
+                | lanes_in(w, b'_', b'_')
+                | lanes_in(w, b'-', b'-');
+        }
+        let sep = lanes_in(w, b' ', b' ') | lanes_in(w, b'(', b')') | lanes_in(w, b'-', b'.');
+        let [digit_m, other_m, sep_m, upper_m] = &mut m;
+        if digits_on {
+            *digit_m |= pack_lanes(lanes_in(w, b'0', b'9')) << at;
+        }
+        *other_m |= pack_lanes(other) << at;
+        *sep_m |= pack_lanes(sep) << at;
+        *upper_m |= pack_lanes(lanes_in(w, b'A', b'Z')) << at;
+    }
+    m
+}
 
 /// The rest of the scan of a value of at most 64 bytes, from `from`, driven by bit masks
 /// instead of a branch per byte.
@@ -946,15 +982,7 @@ static SHAPE: [u8; 256] = {
 /// hits are exactly those of the byte-wise scan (a test compares the two).
 fn scan_masked<S: Sink>(sc: &mut Scanner<'_, S>, from: usize) {
     let (plan, v) = (sc.plan, sc.v);
-    let (mut digit, mut other, mut sep, mut upper) = (0u64, 0u64, 0u64, 0u64);
-    for (i, &b) in v.iter().take(64).enumerate() {
-        let c = plan.class_of(b);
-        let k = SHAPE.get(usize::from(b)).copied().unwrap_or(0);
-        digit |= u64::from(c & DIGIT) << i;
-        other |= u64::from(c & (AT | SECRET) != 0) << i;
-        sep |= u64::from(k & SEP) << i;
-        upper |= u64::from(k >> 1) << i;
-    }
+    let [digit, other, sep, upper] = shape_masks(plan, v);
     // Bit p of `run8`: bytes p..p+8 are all digits or separators. A chain of eight or more
     // digits starting at p has that, so its first digit is a stop; a chain starting anywhere
     // else has fewer than eight digits.
@@ -1282,6 +1310,42 @@ mod tests {
                 both_ways(&all(), v.as_bytes(), false),
                 "{v}"
             );
+        }
+    }
+
+    /// [`shape_masks`] answers, for every byte value at every position of a word and for every
+    /// detector set, what the class table and the separator and capital checks answer.
+    #[test]
+    fn shape_masks_agree_with_the_class_table() {
+        for set in 0u8..64 {
+            let enabled: Vec<Detector> = Detector::ALL
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| set & (1 << k) != 0)
+                .map(|(_, d)| *d)
+                .collect();
+            let plan = Plan::new(&enabled, false);
+            for b in 0..=255u8 {
+                for len in [1usize, 7, 8, 9, 33, 64] {
+                    let mut v = vec![b'x'; len];
+                    let at = (usize::from(b) * 7) % len;
+                    v[at] = b;
+                    let [digit, other, sep, upper] = shape_masks(&plan, &v);
+                    let (mut want_d, mut want_o, mut want_s, mut want_u) = (0u64, 0u64, 0u64, 0u64);
+                    for (i, &c) in v.iter().enumerate() {
+                        let class = plan.class_of(c);
+                        want_d |= u64::from(class & DIGIT != 0) << i;
+                        want_o |= u64::from(class & (AT | SECRET) != 0) << i;
+                        want_s |= u64::from(is_chain_sep(c)) << i;
+                        want_u |= u64::from(c.is_ascii_uppercase()) << i;
+                    }
+                    assert_eq!(
+                        (digit, other, sep, upper),
+                        (want_d, want_o, want_s, want_u),
+                        "byte {b:#04x} at {at} of {len}, detector set {set:#b}"
+                    );
+                }
+            }
         }
     }
 

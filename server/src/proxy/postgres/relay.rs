@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
@@ -1169,8 +1169,11 @@ where
         while let Some(item) = rx.try_recv() {
             st.accept(item, &mut out);
         }
+        // Messages are read in place; the buffer advances once per read, not once per message.
+        let mut pos = 0;
         loop {
-            let n = match codec::frame_len(&buf, SERVER_LIMITS) {
+            let rest = buf.get(pos..).unwrap_or_default();
+            let n = match codec::frame_len(rest, SERVER_LIMITS) {
                 Ok(Some(n)) => n,
                 Ok(None) => break,
                 Err(e) => {
@@ -1188,7 +1191,8 @@ where
                     return (st.masked, format!("target protocol error: {e}"));
                 }
             };
-            let msg = buf.split_to(n);
+            let msg = rest.get(..n).unwrap_or_default();
+            pos += n;
             let tag = msg.first().copied().unwrap_or_default();
             match tag {
                 b'D' => {
@@ -1337,9 +1341,10 @@ where
                         }
                     }
                 }
-                _ => out.extend_from_slice(&msg),
+                _ => out.extend_from_slice(msg),
             }
         }
+        buf.advance(pos);
         if !out.is_empty() {
             session
                 .counters
@@ -1466,7 +1471,16 @@ fn diff(a: &LiveCounts, b: &LiveCounts) -> LiveCounts {
     }
 }
 
-/// Rewrites one DataRow under the plan.
+/// What one DataRow value becomes.
+enum Change<'a> {
+    Keep,
+    Null,
+    Value(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+/// Rewrites one DataRow under the plan. A row nothing changes (the common case) is copied in
+/// one piece; only from its first changed value on is a row re-encoded value by value.
 fn mask_row(
     policy: &Policy,
     plan: &[ColAction],
@@ -1480,29 +1494,33 @@ fn mask_row(
         return;
     };
     let n = plan.len() as i16;
-    let start = codec::begin_row(out, n);
+    // Where the re-encoded row starts in `out`, once a value changed.
+    let mut row = None;
     for (i, v) in values.enumerate() {
-        let Ok(v) = v else { break };
+        let Ok(v) = v else {
+            // A malformed value: what came before is sent re-encoded, the rest dropped.
+            row.get_or_insert_with(|| begin_copy(out, n, msg, i));
+            break;
+        };
         let action = plan.get(i).unwrap_or(&ColAction::Detect);
-        match (action, v) {
-            (_, None) => codec::put_value(out, None),
-            (ColAction::Pass, Some(v)) => codec::put_value(out, Some(v)),
+        let change = match (action, v) {
+            (_, None) | (ColAction::Pass, Some(_)) => Change::Keep,
             (ColAction::Replace(r), Some(_)) => {
                 counts.record_column();
-                codec::put_value(out, Some(r));
+                Change::Value(r)
             }
             (ColAction::Withhold, Some(_)) => {
                 counts.record_withheld();
-                codec::put_value(out, None);
+                Change::Null
             }
             (ColAction::Number(oid), Some(v)) => {
                 scratch.clear();
                 let text = decimal_of(*oid, v, scratch);
                 if text.is_none_or(|t| policy.detects(t)) {
                     counts.record_withheld();
-                    codec::put_value(out, None);
+                    Change::Null
                 } else {
-                    codec::put_value(out, Some(v));
+                    Change::Keep
                 }
             }
             (ColAction::Jsonb, Some(v)) => {
@@ -1512,24 +1530,124 @@ fn mask_row(
                         let mut masked = Vec::with_capacity(scratch.len() + 1);
                         masked.push(1);
                         masked.extend_from_slice(scratch);
-                        codec::put_value(out, Some(&masked));
+                        Change::Owned(masked)
                     }
-                    Some((1, _)) => codec::put_value(out, Some(v)),
+                    Some((1, _)) => Change::Keep,
                     _ => {
                         counts.record_withheld();
-                        codec::put_value(out, None);
+                        Change::Null
                     }
                 }
             }
             (ColAction::Detect, Some(v)) => {
                 scratch.clear();
                 if policy.mask_text(v, scratch, counts) {
-                    codec::put_value(out, Some(scratch));
+                    Change::Value(scratch)
                 } else {
-                    codec::put_value(out, Some(v));
+                    Change::Keep
+                }
+            }
+        };
+        match change {
+            Change::Keep => {
+                if row.is_some() {
+                    codec::put_value(out, v);
+                }
+            }
+            change => {
+                row.get_or_insert_with(|| begin_copy(out, n, msg, i));
+                match change {
+                    Change::Null => codec::put_value(out, None),
+                    Change::Value(b) => codec::put_value(out, Some(b)),
+                    Change::Owned(b) => codec::put_value(out, Some(&b)),
+                    Change::Keep => {}
                 }
             }
         }
     }
-    codec::end_row(out, start);
+    match row {
+        Some(start) => codec::end_row(out, start),
+        None => out.extend_from_slice(msg),
+    }
+}
+
+/// Begins a re-encoded DataRow of `n` values in `out` with the first `k` values of `msg`
+/// unchanged; returns where it starts (for [`codec::end_row`]).
+fn begin_copy(out: &mut BytesMut, n: i16, msg: &[u8], k: usize) -> usize {
+    let start = codec::begin_row(out, n);
+    if let Ok(values) = codec::data_row_values(msg) {
+        for v in values.take(k).flatten() {
+            codec::put_value(out, v);
+        }
+    }
+    start
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn row(values: &[Option<&[u8]>]) -> BytesMut {
+        let mut out = BytesMut::new();
+        let start = codec::begin_row(&mut out, values.len() as i16);
+        for v in values {
+            codec::put_value(&mut out, *v);
+        }
+        codec::end_row(&mut out, start);
+        out
+    }
+
+    fn masked(plan: &[ColAction], values: &[Option<&[u8]>]) -> (BytesMut, BytesMut, LiveCounts) {
+        let policy = Policy::compile(&[], &["pii".into()], &[], &[], &[]).unwrap();
+        let msg = row(values);
+        let (mut out, mut counts, mut scratch) =
+            (BytesMut::new(), LiveCounts::default(), Vec::new());
+        mask_row(&policy, plan, &msg, &mut out, &mut counts, &mut scratch);
+        (msg, out, counts)
+    }
+
+    #[test]
+    fn a_row_nothing_changes_is_sent_as_it_came() {
+        let plan = [ColAction::Detect, ColAction::Pass, ColAction::Detect];
+        let (msg, out, counts) = masked(&plan, &[Some(b"42"), None, Some(b"plain text")]);
+        assert_eq!(out, msg);
+        assert_eq!(counts, LiveCounts::default());
+    }
+
+    #[test]
+    fn a_row_is_re_encoded_from_its_first_changed_value() {
+        let plan = [
+            ColAction::Detect,
+            ColAction::Pass,
+            ColAction::Detect,
+            ColAction::Withhold,
+            ColAction::Replace(b"****".to_vec()),
+            ColAction::Detect,
+        ];
+        let (_, out, counts) = masked(
+            &plan,
+            &[
+                Some(b"7"),
+                None,
+                Some(b"card 4111 1111 1111 1111 ok"),
+                Some(b"\x00\x01"),
+                Some(b"secret"),
+                Some(b"tail"),
+            ],
+        );
+        let want = row(&[
+            Some(b"7"),
+            None,
+            Some(b"card **** **** **** 1111 ok"),
+            None,
+            Some(b"****"),
+            Some(b"tail"),
+        ]);
+        assert_eq!(out, want);
+        assert_eq!(
+            (counts.credit_card, counts.withheld, counts.columns),
+            (1, 1, 1)
+        );
+    }
 }
