@@ -1200,13 +1200,13 @@ where
                         mask_row(
                             &policy,
                             &st.plan,
-                            &msg,
+                            msg,
                             &mut out,
                             &mut st.masked,
                             &mut st.scratch,
                         );
                     } else {
-                        out.extend_from_slice(&msg);
+                        out.extend_from_slice(msg);
                     }
                 }
                 b'T' => {
@@ -1214,17 +1214,17 @@ where
                         if st.plan_of[..] != msg[..] {
                             st.plan_of.clear();
                             // One that does not parse leaves the previous plan.
-                            if let Ok(cols) = codec::row_description(&msg) {
+                            if let Ok(cols) = codec::row_description(msg) {
                                 st.plan = plan_for(&policy, &cols, &st.tables);
                                 st.plan_active = st.plan.iter().any(|a| *a != ColAction::Pass);
-                                st.plan_of.extend_from_slice(&msg);
+                                st.plan_of.extend_from_slice(msg);
                             }
                         }
                         if st.pop_describe() == Some(true) {
                             continue;
                         }
                     }
-                    out.extend_from_slice(&msg);
+                    out.extend_from_slice(msg);
                 }
                 b'n' => {
                     if masking {
@@ -1235,12 +1235,12 @@ where
                             continue;
                         }
                     }
-                    out.extend_from_slice(&msg);
+                    out.extend_from_slice(msg);
                 }
                 b'C' | b'I' | b's' => {
                     st.copy_out = None;
                     if tag == b'C' {
-                        let t = codec::command_tag(&msg);
+                        let t = codec::command_tag(msg);
                         if let Some(p) = st.current_stmt() {
                             p.rows += tag_rows(&t);
                             p.tags.push(t);
@@ -1249,22 +1249,22 @@ where
                     if let Some(p) = st.take_extended() {
                         finished.push((p, "ok"));
                     }
-                    out.extend_from_slice(&msg);
+                    out.extend_from_slice(msg);
                 }
                 b'E' => {
                     st.copy_out = None;
-                    let (code, text) = codec::error_fields(&msg);
+                    let (code, text) = codec::error_fields(msg);
                     if let Some(p) = st.current_stmt() {
                         p.error.get_or_insert((code, text));
                     }
                     if let Some(p) = st.take_extended() {
                         finished.push((p, "error"));
                     }
-                    out.extend_from_slice(&msg);
+                    out.extend_from_slice(msg);
                 }
                 b'Z' => {
                     st.status = msg.get(5).copied().unwrap_or(b'I');
-                    out.extend_from_slice(&msg);
+                    out.extend_from_slice(msg);
                     if !startup_done {
                         startup_done = true;
                     } else {
@@ -1302,14 +1302,14 @@ where
                         Item::ParamTypes(id) => Some(*id),
                         _ => None,
                     });
-                    if let (Some(Some(id)), Ok(types)) = (parse, codec::param_description(&msg)) {
+                    if let (Some(Some(id)), Ok(types)) = (parse, codec::param_description(msg)) {
                         session.described().insert(id, types.into());
                     }
-                    out.extend_from_slice(&msg);
+                    out.extend_from_slice(msg);
                 }
                 b'K' => {
                     // Hand the client a key of ours; keep the target's.
-                    if let Ok((pid, key)) = codec::backend_key(&msg) {
+                    if let Ok((pid, key)) = codec::backend_key(msg) {
                         st.backend_key = Some((pid, key));
                         let (fpid, fkey, guard) = register_cancel_key(
                             &session.ctx.connection.address,
@@ -1325,19 +1325,19 @@ where
                 b'H' => {
                     // CopyOutResponse: overall format 0 text, 1 binary.
                     st.copy_out = Some(msg.get(5) == Some(&1));
-                    out.extend_from_slice(&msg);
+                    out.extend_from_slice(msg);
                 }
                 b'd' if masking && st.copy_out.is_some() => {
                     if st.copy_out == Some(true) {
                         // Binary COPY cannot be checked: withheld.
                         st.masked.record_withheld();
                     } else {
-                        let data = codec::body(&msg);
+                        let data = codec::body(msg);
                         st.scratch.clear();
                         if policy.mask_text(data, &mut st.scratch, &mut st.masked) {
                             codec::put_message(&mut out, b'd', &st.scratch);
                         } else {
-                            out.extend_from_slice(&msg);
+                            out.extend_from_slice(msg);
                         }
                     }
                 }
