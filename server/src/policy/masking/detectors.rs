@@ -1313,18 +1313,23 @@ mod tests {
         }
     }
 
+    /// The plan of the detectors whose bits (in [`Detector::ALL`] order) are set in `set`.
+    fn plan_of_set(set: u8, email_whole: bool) -> Plan {
+        let enabled: Vec<Detector> = Detector::ALL
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| set & (1 << k) != 0)
+            .map(|(_, d)| *d)
+            .collect();
+        Plan::new(&enabled, email_whole)
+    }
+
     /// [`shape_masks`] answers, for every byte value at every position of a word and for every
     /// detector set, what the class table and the separator and capital checks answer.
     #[test]
     fn shape_masks_agree_with_the_class_table() {
         for set in 0u8..64 {
-            let enabled: Vec<Detector> = Detector::ALL
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| set & (1 << k) != 0)
-                .map(|(_, d)| *d)
-                .collect();
-            let plan = Plan::new(&enabled, false);
+            let plan = plan_of_set(set, false);
             for b in 0..=255u8 {
                 for len in [1usize, 7, 8, 9, 33, 64] {
                     let mut v = vec![b'x'; len];
@@ -1387,13 +1392,7 @@ mod tests {
             whole in proptest::bool::ANY,
         ) {
             let v: Vec<u8> = parts.concat();
-            let enabled: Vec<Detector> = Detector::ALL
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| set & (1 << k) != 0)
-                .map(|(_, d)| *d)
-                .collect();
-            let plan = Plan::new(&enabled, whole);
+            let plan = plan_of_set(set, whole);
             proptest::prop_assert_eq!(both_ways(&plan, &v, true), both_ways(&plan, &v, false));
         }
     }
