@@ -842,6 +842,18 @@ impl<S: Sink> Scanner<'_, S> {
         ce
     }
 
+    /// Handles the byte at `i`, of class `c` (not 0); returns where the scan resumes.
+    #[inline(always)]
+    fn stop(&mut self, i: usize, c: u8) -> usize {
+        if c & DIGIT != 0 {
+            self.digits(i)
+        } else if c & AT != 0 {
+            self.email(i)
+        } else {
+            self.secret(i)
+        }
+    }
+
     /// Handles the secret anchor at `i`; returns where the scan resumes.
     fn secret(&mut self, i: usize) -> usize {
         match secret_at(self.v, i, self.floor) {
@@ -894,19 +906,15 @@ fn scan_from<S: Sink>(plan: &Plan, v: &[u8], sink: &mut S, masked: bool) {
         };
         i += skip;
         let c = plan.class_of(byte(v, i));
-        i = if c & DIGIT != 0 {
+        if c & DIGIT != 0 {
             // A second digit run in a short value (a hash, a uuid, a hex id, a timestamp):
             // the rest of it is scanned by bit masks.
             digit_stops += 1;
             if masked && digit_stops > 1 && v.len() <= 64 {
                 return scan_masked(&mut sc, i);
             }
-            sc.digits(i)
-        } else if c & AT != 0 {
-            sc.email(i)
-        } else {
-            sc.secret(i)
-        };
+        }
+        i = sc.stop(i, c);
     }
 }
 
@@ -1001,14 +1009,7 @@ fn scan_masked<S: Sink>(sc: &mut Scanner<'_, S>, from: usize) {
             return;
         }
         i = rest.trailing_zeros() as usize;
-        let c = plan.class_of(byte(v, i));
-        i = if c & DIGIT != 0 {
-            sc.digits(i)
-        } else if c & AT != 0 {
-            sc.email(i)
-        } else {
-            sc.secret(i)
-        };
+        i = sc.stop(i, plan.class_of(byte(v, i)));
     }
 }
 

@@ -1471,14 +1471,6 @@ fn diff(a: &LiveCounts, b: &LiveCounts) -> LiveCounts {
     }
 }
 
-/// What one DataRow value becomes.
-enum Change<'a> {
-    Keep,
-    Null,
-    Value(&'a [u8]),
-    Owned(Vec<u8>),
-}
-
 /// Rewrites one DataRow under the plan. A row nothing changes (the common case) is copied in
 /// one piece; only from its first changed value on is a row re-encoded value by value.
 fn mask_row(
@@ -1503,65 +1495,57 @@ fn mask_row(
             break;
         };
         let action = plan.get(i).unwrap_or(&ColAction::Detect);
-        let change = match (action, v) {
-            (_, None) | (ColAction::Pass, Some(_)) => Change::Keep,
+        // None: the value stays; Some(new): it becomes `new` (None for NULL).
+        let change: Option<Option<&[u8]>> = match (action, v) {
+            (_, None) | (ColAction::Pass, Some(_)) => None,
             (ColAction::Replace(r), Some(_)) => {
                 counts.record_column();
-                Change::Value(r)
+                Some(Some(r))
             }
             (ColAction::Withhold, Some(_)) => {
                 counts.record_withheld();
-                Change::Null
+                Some(None)
             }
             (ColAction::Number(oid), Some(v)) => {
                 scratch.clear();
                 let text = decimal_of(*oid, v, scratch);
                 if text.is_none_or(|t| policy.detects(t)) {
                     counts.record_withheld();
-                    Change::Null
+                    Some(None)
                 } else {
-                    Change::Keep
+                    None
                 }
             }
             (ColAction::Jsonb, Some(v)) => {
                 scratch.clear();
                 match v.split_first() {
                     Some((1, text)) if policy.mask_text(text, scratch, counts) => {
-                        let mut masked = Vec::with_capacity(scratch.len() + 1);
-                        masked.push(1);
-                        masked.extend_from_slice(scratch);
-                        Change::Owned(masked)
+                        // The version byte goes back in front of the masked text.
+                        scratch.insert(0, 1);
+                        Some(Some(&scratch[..]))
                     }
-                    Some((1, _)) => Change::Keep,
+                    Some((1, _)) => None,
                     _ => {
                         counts.record_withheld();
-                        Change::Null
+                        Some(None)
                     }
                 }
             }
             (ColAction::Detect, Some(v)) => {
                 scratch.clear();
                 if policy.mask_text(v, scratch, counts) {
-                    Change::Value(scratch)
+                    Some(Some(&scratch[..]))
                 } else {
-                    Change::Keep
+                    None
                 }
             }
         };
         match change {
-            Change::Keep => {
-                if row.is_some() {
-                    codec::put_value(out, v);
-                }
-            }
-            change => {
+            None if row.is_none() => {}
+            None => codec::put_value(out, v),
+            Some(new) => {
                 row.get_or_insert_with(|| begin_copy(out, n, msg, i));
-                match change {
-                    Change::Null => codec::put_value(out, None),
-                    Change::Value(b) => codec::put_value(out, Some(b)),
-                    Change::Owned(b) => codec::put_value(out, Some(&b)),
-                    Change::Keep => {}
-                }
+                codec::put_value(out, new);
             }
         }
     }
@@ -1649,5 +1633,25 @@ mod tests {
             (counts.credit_card, counts.withheld, counts.columns),
             (1, 1, 1)
         );
+    }
+
+    #[test]
+    fn binary_jsonb_is_masked_behind_its_version_byte() {
+        let plan = [ColAction::Jsonb, ColAction::Jsonb, ColAction::Jsonb];
+        let (_, out, counts) = masked(
+            &plan,
+            &[
+                Some(b"\x01{\"card\": \"4111 1111 1111 1111\"}"),
+                Some(b"\x01{\"a\": 1}"),
+                Some(b"\x02{}"),
+            ],
+        );
+        let want = row(&[
+            Some(b"\x01{\"card\": \"**** **** **** 1111\"}"),
+            Some(b"\x01{\"a\": 1}"),
+            None,
+        ]);
+        assert_eq!(out, want);
+        assert_eq!((counts.credit_card, counts.withheld), (1, 1));
     }
 }
