@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PREFIX="${PREFIX:-$HOME/.local}"
 command -v cargo >/dev/null 2>&1 || { echo "install.sh: cargo is required (https://rustup.rs)" >&2; exit 1; }
+# hoopd embeds PostgreSQL's parser (libpg_query), compiled with a C compiler and bound with
+# bindgen, which needs libclang.
+if ! command -v clang >/dev/null 2>&1 || ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+  echo "install.sh: building hoopd needs clang and libclang (Debian: sudo apt-get install clang libclang-dev)" >&2
+  exit 1
+fi
 
 cargo build --release --locked --bins
 install -d "$PREFIX/bin"
