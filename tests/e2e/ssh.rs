@@ -8,13 +8,13 @@ use hoop_tests::gateway::{Tunnel, code, stderr, stdout};
 use hoop_tests::sshd::{SshClient, Sshd, unrelated_host_key};
 use hoop_tests::{CliUser, Gateway};
 
-struct Env {
-    sshd: Sshd,
-    gw: Gateway,
-    cli: CliUser,
-    key: String,
-    tunnel: Tunnel,
-    client: SshClient,
+pub(crate) struct Env {
+    pub(crate) sshd: Sshd,
+    pub(crate) gw: Gateway,
+    pub(crate) cli: CliUser,
+    pub(crate) key: String,
+    pub(crate) tunnel: Tunnel,
+    pub(crate) client: SshClient,
 }
 
 const GUARDED: &str = r#"guardrails = ["no-destructive", "ops"]
@@ -78,7 +78,7 @@ async fn setup_with(connection_extra: &str, host_key: Option<String>) -> Env {
     }
 }
 
-async fn setup(connection_extra: &str) -> Env {
+pub(crate) async fn setup(connection_extra: &str) -> Env {
     setup_with(connection_extra, None).await
 }
 

@@ -1301,6 +1301,18 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok((stats, dead))
     }
+
+    async fn outbox_rename(&self, from: &str, to: &str) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "UPDATE webhook_outbox SET webhook = ?2, last_error = replace(last_error, ?1, ?2) \
+             WHERE webhook = ?1",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
 }
 
 #[cfg(test)]

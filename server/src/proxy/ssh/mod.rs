@@ -102,7 +102,8 @@ pub fn validate_connection(c: &ConnectionConfig, at: &str) -> Vec<String> {
             }
         }
     }
-    if !c.address.contains(':') {
+    // An address with '@' is refused (without being echoed) by the common checks.
+    if !c.address.contains(':') && !c.address.contains('@') {
         problems.push(format!(
             "`{at}.address` {:?}: write host:port (e.g. web-1.internal:22)",
             c.address
