@@ -739,6 +739,15 @@ enum SshInput {
     ReadFiles,
     /// (owner) the printed `ssh -F`, `scp -F` and `sftp -F` lines, after all of the above.
     OwnerPrinted,
+    /// What `hoop connect` prints for people (no `-o json`), run as printed.
+    PrintedLines,
+}
+
+impl SshInput {
+    /// The owner's own use, which is meant to reach the target.
+    fn by_owner(&self) -> bool {
+        matches!(self, SshInput::OwnerPrinted | SshInput::PrintedLines)
+    }
 }
 
 struct SshCase {
@@ -912,6 +921,13 @@ async fn another_local_user_gets_nothing_from_an_ssh_tunnel() {
             refusals: 0,
         },
         SshCase {
+            attack: "read the lines hoop connect printed for people (a terminal anyone may see)",
+            input: SshInput::PrintedLines,
+            holds: "no key material or password in stdout or stderr; the printed ssh line works as printed",
+            answer: None,
+            refusals: 0,
+        },
+        SshCase {
             attack: "(the owner, after all this) ssh, scp and sftp exactly as printed",
             input: SshInput::OwnerPrinted,
             holds: "hoop connect keeps serving the owner; host key pinned, no prompt, no password",
@@ -994,6 +1010,7 @@ async fn another_local_user_gets_nothing_from_an_ssh_tunnel() {
             }
             SshInput::ReadFiles => read_files(&[&identity, &config]),
             SshInput::OwnerPrinted => owner_ssh_as_printed(&env),
+            SshInput::PrintedLines => printed_ssh_lines(&env).await,
         };
         let sessions_after = trace(&env.gw, "ssh").await.sessions;
         let refused = metric(&env.gw, refused_series).await - refused_before;
@@ -1002,14 +1019,9 @@ async fn another_local_user_gets_nothing_from_an_ssh_tunnel() {
                 "{refused} refusals counted, {} expected",
                 case.refusals
             )),
-            Ok(())
-                if !matches!(case.input, SshInput::OwnerPrinted)
-                    && sessions_after != sessions_before =>
-            {
-                Err(format!(
-                    "a session was recorded ({sessions_before} -> {sessions_after})"
-                ))
-            }
+            Ok(()) if !case.input.by_owner() && sessions_after != sessions_before => Err(format!(
+                "a session was recorded ({sessions_before} -> {sessions_after})"
+            )),
             other => other,
         };
         if let Err(why) = result {
@@ -1059,6 +1071,66 @@ async fn another_local_user_gets_nothing_from_an_ssh_tunnel() {
         env.tunnel.logs(),
         env.gw.logs()
     );
+}
+
+/// Runs `hoop connect` for an ssh connection for people, checks that no secret is printed, and
+/// runs the printed ssh line as printed.
+async fn printed_ssh_lines(env: &crate::ssh::Env) -> Result<(), String> {
+    let logs = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let mut cmd = env
+        .cli
+        .command(&["connect", "web", "--port", &port])
+        .unwrap();
+    cmd.env("HOOP_TOKEN", &env.key);
+    let mut child = ChildGuard::spawn("hoop-connect-ssh-table", &mut cmd, logs.path()).unwrap();
+    child.set_stop_signal(hoop_tests::proc::Signal::TERM, Duration::from_secs(5));
+    let line = child
+        .wait_for_output("ssh -F ", Duration::from_secs(60))
+        .await
+        .map_err(|e| e.to_string())?;
+    child
+        .wait_for_output("PreferredAuthentications", Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    let config = line
+        .split_whitespace()
+        .nth(2)
+        .ok_or_else(|| format!("no config in {line:?}"))?
+        .to_string();
+    let dir = Path::new(&config).parent().unwrap().to_path_buf();
+    let key = std::fs::read_to_string(dir.join("id_ed25519")).map_err(|e| e.to_string())?;
+    let printed = format!("{}{}", child.stdout(), child.stderr());
+    let mut problems = Vec::new();
+    let key_lines: Vec<&str> = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    if printed.contains("PRIVATE KEY") || key_lines.iter().any(|l| printed.contains(l)) {
+        problems.push(format!("key material is printed: {printed}"));
+    }
+    if printed.contains("password") && !printed.contains("no password") {
+        problems.push(format!("a password is mentioned: {printed}"));
+    }
+    let out = run({
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!(
+                "{} echo as-printed",
+                line.replacen("ssh ", "ssh -o BatchMode=yes ", 1)
+            ))
+            .env_remove("SSH_AUTH_SOCK");
+        c
+    });
+    if stdout(&out).trim() != "as-printed" {
+        problems.push(format!("`{line}` did not work: {}", both(&out)));
+    }
+    let _ = child.terminate(Duration::from_secs(10)).await;
+    if dir.exists() {
+        problems.push(format!("{} outlived its tunnel", dir.display()));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 fn owner_ssh_as_printed(env: &crate::ssh::Env) -> Result<(), String> {

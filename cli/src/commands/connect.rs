@@ -371,3 +371,46 @@ pub async fn run(ctx: &Ctx, args: ConnectArgs) -> CliResult<()> {
     note("hoop: tunnel closed.");
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_lines_name_the_files_not_the_secrets() {
+        let secret = "Zq8TunnelPasswordXy7Wk3";
+        let dir = TunnelDir::create("shop").unwrap();
+        let pg = files::write_pg_files(&dir, "shop", 5433, "shop", secret).unwrap();
+        let text = pg_instructions(&pg);
+        assert!(!text.contains(secret), "{text}");
+        assert!(
+            text.starts_with(
+                "psql \"postgres://hoop@127.0.0.1:5433/shop?sslmode=disable&passfile="
+            )
+        );
+        assert!(text.contains(&format!("PGSERVICEFILE={}", pg.service_file.display())));
+
+        let (private, public) = crate::commands::ssh::tunnel_key_pair().unwrap();
+        assert!(public.starts_with("ssh-ed25519 "));
+        let web = TunnelDir::create("web").unwrap();
+        let f = files::write_ssh_files(
+            &web,
+            "web",
+            2222,
+            &private,
+            Some("ssh-ed25519 AAAA"),
+            HOST_KEY_ALIAS,
+        )
+        .unwrap();
+        let text = ssh_instructions(2222, &f, Some("ssh-ed25519 AAAA"));
+        assert!(
+            text.starts_with(&format!("ssh -F {} web.hoop\n", f.config.display())),
+            "{text}"
+        );
+        for line in private.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!text.contains(line), "{text}");
+        }
+        assert!(!text.contains("password"), "{text}");
+    }
+}

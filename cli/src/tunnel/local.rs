@@ -151,6 +151,7 @@ impl Hop {
                 self.refusals.refused(&reason);
             }
             Step::Cancel { packet, key } => self.forward_cancel(&packet, &key).await,
+            // `local_login` handles these itself and never returns them.
             Step::More | Step::Reply(_) => {}
         }
     }
