@@ -111,10 +111,15 @@ fn pg_instructions(f: &PgFiles) -> String {
          # the tunnel password (for every connection through this tunnel, until it ends) is in\n\
          # {passfile}, readable only by you; `hoop connect -o json` prints it\n",
         url = f.url,
-        service_file = f.service_file.display(),
+        service_file = shell(&f.service_file),
         service = f.service,
         passfile = f.passfile.display(),
     )
+}
+
+/// A path as one shell word (quoted only when it has to be).
+fn shell(p: &std::path::Path) -> String {
+    shell_words::quote(&p.display().to_string()).into_owned()
 }
 
 /// What `hoop connect` prints for an ssh connection: `ssh -F` with the tunnel's own ssh_config
@@ -122,8 +127,8 @@ fn pg_instructions(f: &PgFiles) -> String {
 /// ~/.ssh/config. `HostKeyAlias` keeps one known_hosts entry for the gateway whatever local
 /// port the tunnel gets. Nothing printed is a secret: the key is a 0600 file.
 fn ssh_instructions(port: u16, f: &SshFiles, host_key: Option<&str>) -> String {
-    let config = f.config.display();
-    let identity = f.identity.display();
+    let config = shell(&f.config);
+    let identity = shell(&f.identity);
     let host = &f.host;
     let pin = match host_key {
         Some(k) => format!(
@@ -144,9 +149,10 @@ fn ssh_instructions(port: u16, f: &SshFiles, host_key: Option<&str>) -> String {
          Port {port}\n  \
          User hoop\n  \
          HostKeyAlias {HOST_KEY_ALIAS}\n  \
-         IdentityFile {identity}\n  \
+         IdentityFile \"{}\"\n  \
          IdentitiesOnly yes\n  \
-         PreferredAuthentications publickey\n"
+         PreferredAuthentications publickey\n",
+        f.identity.display()
     )
 }
 
