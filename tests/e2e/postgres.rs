@@ -1,4 +1,4 @@
-//! Issue 3 end to end: `hoop connect` and real PostgreSQL clients (psql, pgbench,
+//! End to end: `hoop connect` and real PostgreSQL clients (psql, pgbench,
 //! tokio-postgres) through the real gateway to a real PostgreSQL server.
 
 use std::process::Output;
