@@ -87,8 +87,8 @@ Register-ArgumentCompleter -Native -CommandName 'hoop' -ScriptBlock {
         }
         'hoop;connect' {
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Local port; default 5433 for PostgreSQL, 2222 for SSH (the next free one if taken)')
-            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, '`json`: print one `ready` event with host, port, user, password and url')
-            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, '`json`: print one `ready` event with host, port, user, password and url')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, '`json`: print one `ready` event with host, port, user, the tunnel password, a URL without it, and the paths of the files that hold it')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, '`json`: print one `ready` event with host, port, user, the tunnel password, a URL without it, and the paths of the files that hold it')
             [CompletionResult]::new('--reason', '--reason', [CompletionResultType]::ParameterName, 'Why you need access (when the connection needs an approved review)')
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'How long the access window should last, like `30m` (reviewed connections)')
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Wait at most this long for the approval (default: until it is decided)')

@@ -65,7 +65,7 @@ json\t'JSON for programs'"
 complete -c hoop -n "__fish_hoop_using_subcommand ls" -l gateway -d 'Gateway URL (default: the one you last logged in to)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand ls" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c hoop -n "__fish_hoop_using_subcommand connect" -l port -d 'Local port; default 5433 for PostgreSQL, 2222 for SSH (the next free one if taken)' -r
-complete -c hoop -n "__fish_hoop_using_subcommand connect" -s o -l output -d '`json`: print one `ready` event with host, port, user, password and url' -r -f -a "table\t'Aligned columns for people'
+complete -c hoop -n "__fish_hoop_using_subcommand connect" -s o -l output -d '`json`: print one `ready` event with host, port, user, the tunnel password, a URL without it, and the paths of the files that hold it' -r -f -a "table\t'Aligned columns for people'
 json\t'JSON for programs'"
 complete -c hoop -n "__fish_hoop_using_subcommand connect" -l reason -d 'Why you need access (when the connection needs an approved review)' -r
 complete -c hoop -n "__fish_hoop_using_subcommand connect" -l duration -d 'How long the access window should last, like `30m` (reviewed connections)' -r

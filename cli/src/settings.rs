@@ -71,6 +71,12 @@ impl Paths {
 
 /// Normalises a gateway URL: scheme and host lower-case, no trailing slash, https only.
 pub fn normalise_gateway(url: &str) -> CliResult<String> {
+    // Not echoed: `https://user:password@gw` would put a password on the screen and in logs.
+    if url.contains('@') {
+        return Err(crate::exit::usage(
+            "the gateway URL must not contain a user name or password (`hoop login` signs you in); give https://HOST[:PORT]",
+        ));
+    }
     let parsed = url::Url::parse(url.trim()).map_err(|e| {
         crate::exit::usage(format!(
             "gateway {url:?} is not a URL ({e}); give one like https://gw.example.com"
@@ -134,6 +140,8 @@ mod tests {
         );
         assert!(normalise_gateway("http://gw").is_err());
         assert!(normalise_gateway("gw.example.com").is_err());
+        let e = normalise_gateway("http://alice:hunter2@gw.example.com").unwrap_err();
+        assert!(!e.message.contains("hunter2"), "{}", e.message);
     }
 
     #[test]

@@ -319,7 +319,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(false);
             let dir = data_dir_for(cli.config.as_deref(), cli.data_dir.as_deref())?;
             let store = open_store(&dir).await?;
-            let (stats, dead) = store.outbox_status(limit).await?;
+            let (mut stats, mut dead) = store.outbox_status(limit).await?;
+            // Rows an older hoopd wrote may name a webhook by its URL or quote it in an error;
+            // a chat webhook's URL is its credential.
+            use crate::util::scrub_urls;
+            for s in &mut stats {
+                s.webhook = scrub_urls(&s.webhook);
+            }
+            for d in &mut dead {
+                d.webhook = scrub_urls(&d.webhook);
+                d.last_error = d.last_error.as_deref().map(scrub_urls);
+            }
             let mut out = std::io::stdout().lock();
             match output {
                 Output::Json => {

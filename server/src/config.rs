@@ -574,11 +574,14 @@ impl Config {
                 ));
             }
         }
-        if let Some(iss) = &self.auth.issuer
-            && url::Url::parse(iss).is_err()
-        {
-            {
-                problems.push(format!("`auth.issuer` is not a URL: {iss:?}"));
+        if let Some(iss) = &self.auth.issuer {
+            match url::Url::parse(iss) {
+                Err(_) => problems.push(format!("`auth.issuer` is not a URL: {iss:?}")),
+                // Not echoed: the issuer is logged and audited, a password in it would be too.
+                Ok(u) if !u.username().is_empty() || u.password().is_some() => problems.push(
+                    "`auth.issuer` must not contain a user name or password; it is the issuer as the IdP's tokens name it".into(),
+                ),
+                Ok(_) => {}
             }
         }
         let mut workload_names = std::collections::HashSet::new();
@@ -587,8 +590,12 @@ impl Config {
             if w.name.trim().is_empty() || !workload_names.insert(w.name.as_str()) {
                 problems.push(format!("{at}: `name` must be non-empty and unique"));
             }
-            if url::Url::parse(&w.issuer).is_err() {
-                problems.push(format!("{at}: `issuer` is not a URL: {:?}", w.issuer));
+            match url::Url::parse(&w.issuer) {
+                Err(_) => problems.push(format!("{at}: `issuer` is not a URL: {:?}", w.issuer)),
+                Ok(u) if !u.username().is_empty() || u.password().is_some() => problems.push(
+                    format!("{at}: `issuer` must not contain a user name or password"),
+                ),
+                Ok(_) => {}
             }
             if self.auth.issuer.as_deref() == Some(w.issuer.as_str()) {
                 problems.push(format!(
@@ -653,6 +660,12 @@ impl Config {
             }
             if c.user.is_none() {
                 problems.push(format!("`{at}.user` is required"));
+            }
+            // Not echoed: a URL with a user and password in it is a credential.
+            if c.address.contains('@') || c.address.contains("://") {
+                problems.push(format!(
+                    "`{at}.address` must be host:port, not a URL or user@host; the gateway's login goes in `user` and `password`"
+                ));
             }
             if let Some(r) = &c.review {
                 if r.approvers.is_empty() {
@@ -803,6 +816,25 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("connections[0].password"));
         assert!(p[0].contains("HOOP_TEST_SURELY_UNSET_VAR"));
+    }
+
+    #[test]
+    fn an_address_with_credentials_is_refused_without_echoing_them() {
+        for (kind, address) in [
+            ("postgres", "postgres://app:hunter2@db:5432/shop"),
+            ("ssh", "deploy:hunter2@web-1:22"),
+        ] {
+            let c = Config::parse(&format!(
+                "[[connections]]\nname='x'\ntype='{kind}'\naddress='{address}'\ndatabase='d'\nuser='u'\nallow=['a']\n"
+            ))
+            .unwrap();
+            let p = c.validate();
+            assert!(
+                p.iter().any(|p| p.contains("connections[0].address")),
+                "{p:?}"
+            );
+            assert!(!p.iter().any(|p| p.contains("hunter2")), "{p:?}");
+        }
     }
 
     #[test]

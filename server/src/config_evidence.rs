@@ -1,4 +1,4 @@
-//! Configuration of issue 7's evidence features: `[retention]`, `[[webhooks]]` and `[audit]`.
+//! Configuration of the evidence features: `[retention]`, `[[webhooks]]` and `[audit]`.
 //! Kept apart from `config.rs` so it reads as one idea.
 
 use std::path::PathBuf;
@@ -40,10 +40,13 @@ fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// Stable name (the outbox keys deliveries by it). Default: the URL.
+    /// Stable name (the outbox keys deliveries by it; logs and `hoopd webhooks status` show
+    /// it). Default: the URL's host and a short hash of the whole URL, never the URL itself.
     #[serde(default)]
     pub name: Option<String>,
-    /// Where events are POSTed (https, or http to a loopback address).
+    /// Where events are POSTed (https, or http to a loopback address). Treated as a secret:
+    /// for chat webhooks (Slack, Teams) the URL is the credential, so logs and errors show
+    /// only its scheme and host.
     pub url: String,
     /// HMAC-SHA256 key of the `X-Hoop-Signature` header; from `env` or `file`, never inline.
     pub secret: SecretRef,
@@ -71,9 +74,32 @@ pub struct WebhookConfig {
 }
 
 impl WebhookConfig {
-    /// The name deliveries are stored under.
-    pub fn name(&self) -> &str {
-        self.name.as_deref().unwrap_or(&self.url)
+    /// The name deliveries are stored under: `name`, else `<host[:port]>-<8 hex of SHA-256 of
+    /// the URL>` (two webhooks to one host stay apart; 32 bits of a hash give nothing of a
+    /// secret path away).
+    pub fn name(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => {
+                let host = url::Url::parse(&self.url)
+                    .ok()
+                    .and_then(|u| {
+                        let h = u.host_str()?.to_string();
+                        Some(match u.port() {
+                            Some(p) => format!("{h}:{p}"),
+                            None => h,
+                        })
+                    })
+                    .unwrap_or_else(|| "webhook".into());
+                let digest = crate::util::sha256_hex(self.url.as_bytes());
+                format!("{host}-{}", digest.get(..8).unwrap_or_default())
+            }
+        }
+    }
+
+    /// The URL as logs and errors show it: scheme and host only.
+    pub fn shown_url(&self) -> String {
+        crate::util::url_origin(&self.url)
     }
 }
 
@@ -114,14 +140,15 @@ pub fn validate(
                 let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
                 if u.scheme() != "https" && !(u.scheme() == "http" && loopback) {
                     problems.push(format!(
-                        "`{at}.url` must be https (plain http only to a loopback address), got {:?}",
-                        w.url
+                        "`{at}.url` must be https (plain http only to a loopback address), got {}",
+                        w.shown_url()
                     ));
                 }
             }
-            Err(e) => problems.push(format!("`{at}.url` is not a URL ({e}): {:?}", w.url)),
+            // Not echoed: a webhook URL may be a credential.
+            Err(e) => problems.push(format!("`{at}.url` is not a URL ({e})")),
         }
-        if !names.insert(w.name().to_string()) {
+        if !names.insert(w.name()) {
             problems.push(format!(
                 "`{at}.name`: two webhooks are named {:?}",
                 w.name()
@@ -174,7 +201,13 @@ events = ["session.*", "statement.blocked"]
             Some(std::time::Duration::from_secs(90 * 86_400))
         );
         assert!(c.retention.audit.unwrap().as_secs() >= 365 * 86_400);
-        assert_eq!(c.webhooks[0].name(), "https://siem.example.com/hoop");
+        // The default name shows the host and a hash, never the path.
+        let name = c.webhooks[0].name();
+        assert!(
+            name.starts_with("siem.example.com-") && name.len() == "siem.example.com-".len() + 8,
+            "{name}"
+        );
+        assert!(!name.contains("/hoop"));
         assert_eq!(c.webhooks[0].max_attempts, 10);
         // The secret's variable is not set: `check` says so, naming the key.
         let problems = c.validate();

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub tls_failures: Counter,
     /// Open client connections (TLS).
     pub open_connections: Gauge,
+    /// Tunnel streams handed to a protocol adapter, by connection kind.
+    pub tunnel_streams: Family<Labels, Counter>,
+    /// Local logins (tunnel password or key) the adapters refused, by kind and reason.
+    pub local_logins_refused: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -31,6 +35,8 @@ impl Default for Metrics {
         let auth_rejected = Family::<Labels, Counter>::default();
         let tls_failures = Counter::default();
         let open_connections = Gauge::default();
+        let tunnel_streams = Family::<Labels, Counter>::default();
+        let local_logins_refused = Family::<Labels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests served",
@@ -52,6 +58,16 @@ impl Default for Metrics {
             "Open client connections",
             open_connections.clone(),
         );
+        registry.register(
+            "tunnel_streams",
+            "Tunnel streams handed to a protocol adapter",
+            tunnel_streams.clone(),
+        );
+        registry.register(
+            "local_logins_refused",
+            "Local logins through a tunnel refused by the gateway (audited once per minute per user and connection)",
+            local_logins_refused.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -59,6 +75,8 @@ impl Default for Metrics {
             auth_rejected,
             tls_failures,
             open_connections,
+            tunnel_streams,
+            local_logins_refused,
         }
     }
 }

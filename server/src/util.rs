@@ -67,3 +67,108 @@ pub fn html_escape(s: &str) -> String {
     }
     out
 }
+
+/// A URL as logs and error messages may show it: scheme, host, port and path. A user name or
+/// password is dropped, a query is shown as `?…` and a fragment is dropped, since any of them
+/// may carry a credential (`https://user:pw@idp`, `?sig=...`, `?access_token=...`). Text that
+/// does not parse as a URL is not shown at all.
+pub fn url_for_logs(text: &str) -> String {
+    let Ok(u) = url::Url::parse(text) else {
+        return "<not a URL>".into();
+    };
+    let query = if u.query().is_some() { "?…" } else { "" };
+    format!("{}{}{query}", url_origin_of(&u), u.path())
+}
+
+/// Only where a URL goes: `scheme://host[:port]`, with `/…` when a path was left out. For URLs
+/// whose path is the secret: a Slack or Teams incoming webhook is a bearer credential in full.
+pub fn url_origin(text: &str) -> String {
+    let Ok(u) = url::Url::parse(text) else {
+        return "<not a URL>".into();
+    };
+    let rest = if u.path().trim_start_matches('/').is_empty() && u.query().is_none() {
+        ""
+    } else {
+        "/…"
+    };
+    format!("{}{rest}", url_origin_of(&u))
+}
+
+/// `text` with every `http://` or `https://` URL in it cut down to [`url_origin`]: for stored
+/// text written before URLs were kept out of it (delivery errors, webhook names).
+pub fn scrub_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["https://", "http://"]
+        .iter()
+        .filter_map(|scheme| rest.find(scheme))
+        .min()
+    {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let end = from
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, ')' | '(' | '"' | '\'' | '<' | '>' | ',')
+            })
+            .unwrap_or(from.len());
+        let (url, after) = from.split_at(end);
+        out.push_str(&url_origin(url));
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+fn url_origin_of(u: &url::Url) -> String {
+    let host = u.host_str().unwrap_or_default();
+    match u.port() {
+        Some(p) => format!("{}://{host}:{p}", u.scheme()),
+        None => format!("{}://{host}", u.scheme()),
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_never_reach_logs() {
+        let cases = [
+            (
+                "https://alice:s3cret@idp.example.com/realms/x?client_secret=abc#frag",
+                "https://idp.example.com/realms/x?…",
+                "https://idp.example.com/…",
+            ),
+            (
+                "https://hooks.slack.com/services/T000/B000/XXXXSECRETXXXX",
+                "https://hooks.slack.com/services/T000/B000/XXXXSECRETXXXX",
+                "https://hooks.slack.com/…",
+            ),
+            (
+                "http://127.0.0.1:9000/",
+                "http://127.0.0.1:9000/",
+                "http://127.0.0.1:9000",
+            ),
+            ("not a url s3cret", "<not a URL>", "<not a URL>"),
+        ];
+        for (input, logs, origin) in cases {
+            assert_eq!(url_for_logs(input), logs, "{input}");
+            assert_eq!(url_origin(input), origin, "{input}");
+            assert!(
+                !url_origin(input).contains("s3cret") && !url_for_logs(input).contains("s3cret")
+            );
+        }
+    }
+
+    #[test]
+    fn urls_inside_stored_text_are_cut_to_their_origin() {
+        let old = "request failed: error sending request for url (https://hooks.slack.com/services/T0/B0/s3cret): connection refused; then http://127.0.0.1:9/x?token=s3cret.";
+        let scrubbed = scrub_urls(old);
+        assert!(!scrubbed.contains("s3cret"), "{scrubbed}");
+        assert!(
+            scrubbed.contains("(https://hooks.slack.com/…)"),
+            "{scrubbed}"
+        );
+        assert_eq!(scrub_urls("no urls here"), "no urls here");
+    }
+}

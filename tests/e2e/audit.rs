@@ -614,7 +614,7 @@ async fn kill_9_during_traffic_twenty_times_keeps_the_chain_and_a_gapless_log() 
         let mut traffic = Vec::new();
         for c in 0..CLIENTS {
             let base = (round * CLIENTS + c) * SPAN;
-            let url = env.tunnel.url.clone();
+            let url = env.tunnel.driver_url();
             traffic.push(tokio::spawn(async move {
                 let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
                 else {

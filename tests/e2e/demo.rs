@@ -110,7 +110,8 @@ async fn hoopd_dev_demo_masks_blocks_and_comes_back() {
     assert!(banner.contains("(created in"), "{banner}");
     for hint in [
         "hoop connect demo",
-        "psql \"postgres://hoop:",
+        // The banner's psql line, like hoop connect's, holds no password.
+        "psql \"postgres://hoop@",
         "select * from customers;",
         "delete from customers;",
     ] {

@@ -118,7 +118,7 @@ async fn guardrails_block_every_bypass_attempt_and_the_session_goes_on() {
     );
 
     // Extended protocol: a blocked Parse answers an error and the connection stays usable.
-    let (client, conn) = tokio_postgres::connect(&env.tunnel.url, tokio_postgres::NoTls)
+    let (client, conn) = tokio_postgres::connect(&env.tunnel.driver_url(), tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
@@ -211,7 +211,7 @@ async fn results_are_masked_in_text_binary_and_copy() {
     }
     // Binary results (tokio-postgres): text columns are still checked; a binary value under a
     // column rule is withheld (NULL), never passed raw.
-    let (client, conn) = tokio_postgres::connect(&env.tunnel.url, tokio_postgres::NoTls)
+    let (client, conn) = tokio_postgres::connect(&env.tunnel.driver_url(), tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
@@ -354,9 +354,10 @@ async fn sessions_record_statements_with_outcomes() {
 #[tokio::test]
 async fn repeated_statements_stay_masked_and_a_portal_records_its_params_once() {
     let env = setup(GUARDED, RULES).await;
-    let (mut client, conn) = tokio_postgres::connect(&env.tunnel.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (mut client, conn) =
+        tokio_postgres::connect(&env.tunnel.driver_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let by_id = client
         .prepare("select email, note, id from customers where id = $1")

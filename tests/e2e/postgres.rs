@@ -1,4 +1,4 @@
-//! Issue 3 end to end: `hoop connect` and real PostgreSQL clients (psql, pgbench,
+//! End to end: `hoop connect` and real PostgreSQL clients (psql, pgbench,
 //! tokio-postgres) through the real gateway to a real PostgreSQL server.
 
 use std::process::Output;
@@ -186,18 +186,14 @@ async fn psql_works_through_the_tunnel() {
 }
 
 #[tokio::test]
-async fn wrong_one_time_password_and_wrong_group_are_refused() {
+async fn wrong_tunnel_password_and_wrong_group_are_refused() {
     let env = setup("", "").await;
     let out = psql(
         &env.tunnel.url_with_password("guessed-password-123"),
         "select 1;",
     );
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("one-time password"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("tunnel password"), "{}", stderr(&out));
     // The tunnel itself stays up.
     assert_eq!(ok(&psql(&env.tunnel.url, "select 7;")).trim(), "7");
 
@@ -223,7 +219,7 @@ async fn wrong_one_time_password_and_wrong_group_are_refused() {
 #[tokio::test]
 async fn tokio_postgres_parameters_binary_results_and_cancel() {
     let env = setup("", "").await;
-    let (client, conn) = tokio_postgres::connect(&env.tunnel.url, tokio_postgres::NoTls)
+    let (client, conn) = tokio_postgres::connect(&env.tunnel.driver_url(), tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
@@ -300,7 +296,7 @@ async fn pgbench_runs_clean_in_every_protocol_mode() {
     }
 }
 
-/// A raw client: startup, the one-time password, then whatever bytes the test wants.
+/// A raw client: startup, the tunnel password, then whatever bytes the test wants.
 async fn raw_session(env: &Env) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", env.tunnel.port))

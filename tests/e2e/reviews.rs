@@ -542,7 +542,7 @@ async fn a_held_statement_is_refused_when_over_1_mib_is_pipelined_behind_it() {
         .connect("shop2", &[("HOOP_TOKEN", &alice)])
         .await
         .unwrap();
-    let (client, conn) = tokio_postgres::connect(&tunnel.url, tokio_postgres::NoTls)
+    let (client, conn) = tokio_postgres::connect(&tunnel.driver_url(), tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);

@@ -8,13 +8,13 @@ use hoop_tests::gateway::{Tunnel, code, stderr, stdout};
 use hoop_tests::sshd::{SshClient, Sshd, unrelated_host_key};
 use hoop_tests::{CliUser, Gateway};
 
-struct Env {
-    sshd: Sshd,
-    gw: Gateway,
-    cli: CliUser,
-    key: String,
-    tunnel: Tunnel,
-    client: SshClient,
+pub(crate) struct Env {
+    pub(crate) sshd: Sshd,
+    pub(crate) gw: Gateway,
+    pub(crate) cli: CliUser,
+    pub(crate) key: String,
+    pub(crate) tunnel: Tunnel,
+    pub(crate) client: SshClient,
 }
 
 const GUARDED: &str = r#"guardrails = ["no-destructive", "ops"]
@@ -66,7 +66,8 @@ async fn setup_with(connection_extra: &str, host_key: Option<String>) -> Env {
         .connect("web", &[("HOOP_TOKEN", &key)])
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.logs()));
-    let client = SshClient::new(tunnel.port, &tunnel.password).unwrap();
+    // The key file `hoop connect` wrote, as its printed ssh line uses it.
+    let client = SshClient::with_key(tunnel.port, tunnel.identity_file.as_ref().unwrap()).unwrap();
     Env {
         sshd,
         gw,
@@ -77,7 +78,7 @@ async fn setup_with(connection_extra: &str, host_key: Option<String>) -> Env {
     }
 }
 
-async fn setup(connection_extra: &str) -> Env {
+pub(crate) async fn setup(connection_extra: &str) -> Env {
     setup_with(connection_extra, None).await
 }
 
@@ -156,7 +157,7 @@ async fn exec_passes_output_and_exit_status_through() {
 }
 
 #[tokio::test]
-async fn a_wrong_one_time_secret_is_refused_and_audited() {
+async fn a_wrong_tunnel_password_is_refused_and_audited() {
     let env = setup("").await;
     let wrong = SshClient::new(env.tunnel.port, "not-the-secret-at-all").unwrap();
     let out = wrong.ssh(&["true"], None).unwrap();
@@ -168,13 +169,17 @@ async fn a_wrong_one_time_secret_is_refused_and_audited() {
     );
     assert!(
         audited(&env, |e| e["kind"] == "access.denied"
-            && e["details"]["reason"] == "wrong_one_time_password")
+            && e["details"]["reason"] == "wrong_tunnel_password")
         .await,
         "not audited:\n{}",
         env.gw.logs()
     );
-    // The right one still works afterwards.
+    // The right key still works afterwards, and so does the tunnel password (for clients
+    // that cannot use a key file; `-o json` prints it).
     let out = env.client.ssh(&["true"], None).unwrap();
+    assert_eq!(code(&out), 0, "{}", explain(&env, &out));
+    let by_password = SshClient::new(env.tunnel.port, &env.tunnel.password).unwrap();
+    let out = by_password.ssh(&["true"], None).unwrap();
     assert_eq!(code(&out), 0, "{}", explain(&env, &out));
 }
 

@@ -350,12 +350,29 @@ pub fn stderr(out: &Output) -> String {
 pub struct Tunnel {
     /// The local port.
     pub port: u16,
-    /// The one-time password.
+    /// The tunnel password (from `-o json`; valid for every connection of this tunnel).
     pub password: String,
     /// The database in the URL.
     pub database: String,
-    /// The ready-to-use URL.
+    /// The URL `hoop connect` prints: no password in it; for PostgreSQL its `passfile`
+    /// parameter names the tunnel's private pgpass file, so psql, pgbench and other libpq
+    /// programs use it as it is. In-process drivers that read no passfile use
+    /// [`Tunnel::driver_url`].
     pub url: String,
+    /// PostgreSQL: the pgpass file holding the tunnel password.
+    pub passfile: Option<PathBuf>,
+    /// PostgreSQL: the connection service file (`PGSERVICEFILE`).
+    pub service_file: Option<PathBuf>,
+    /// PostgreSQL: the service's name in it.
+    pub service: Option<String>,
+    /// SSH: the tunnel's private key.
+    pub identity_file: Option<PathBuf>,
+    /// SSH: the ssh_config for `ssh -F`.
+    pub ssh_config: Option<PathBuf>,
+    /// SSH: the host name in that config (`<connection>.hoop`).
+    pub ssh_host: Option<String>,
+    /// The whole `ready` event.
+    pub ready: serde_json::Value,
     child: ChildGuard,
     _dir: tempfile::TempDir,
 }
@@ -369,9 +386,34 @@ impl Tunnel {
         )
     }
 
+    /// A URL with the tunnel password in it, for in-process drivers (tokio-postgres) that do
+    /// not read a passfile. Never hand it to a child process: argv is readable by every user.
+    pub fn driver_url(&self) -> String {
+        self.url_with_password(&self.password)
+    }
+
     /// `hoop connect`'s stderr so far.
     pub fn logs(&self) -> String {
         self.child.logs()
+    }
+
+    /// The `hoop connect` process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The tunnel's private directory (where its password or key files are).
+    pub fn private_dir(&self) -> Option<PathBuf> {
+        self.passfile
+            .as_ref()
+            .or(self.identity_file.as_ref())
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf)
+    }
+
+    /// Stops `hoop connect` (SIGTERM, like Ctrl-C) and waits until it has exited.
+    pub async fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        self.child.terminate(Duration::from_secs(10)).await
     }
 }
 
@@ -418,11 +460,20 @@ impl CliUser {
             .await?;
         let v: serde_json::Value =
             serde_json::from_str(&line).with_context(|| format!("ready line {line:?}"))?;
+        let path = |k: &str| v[k].as_str().map(PathBuf::from);
+        let text = |k: &str| v[k].as_str().map(str::to_string);
         Ok(Tunnel {
             port: v["port"].as_u64().context("port")? as u16,
             password: v["password"].as_str().context("password")?.to_string(),
             database: v["database"].as_str().context("database")?.to_string(),
             url: v["url"].as_str().context("url")?.to_string(),
+            passfile: path("passfile"),
+            service_file: path("service_file"),
+            service: text("service"),
+            identity_file: path("identity_file"),
+            ssh_config: path("ssh_config"),
+            ssh_host: text("ssh_host"),
+            ready: v,
             child,
             _dir: dir,
         })

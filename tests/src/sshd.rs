@@ -1,7 +1,7 @@
 //! A real OpenSSH `sshd` from Debian on a loopback port, in a temp dir: its own host key, an
 //! authorized key for the target user (the user running the tests; as root, root with
 //! `PermitRootLogin prohibit-password`), `internal-sftp`, no PAM. Plus helpers to run the real
-//! OpenSSH clients (`ssh`, `scp`, `sftp`) non-interactively with a password via `SSH_ASKPASS`.
+//! OpenSSH clients (`ssh`, `scp`, `sftp`) non-interactively, with the tunnel's key file or a password via `SSH_ASKPASS`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -146,15 +146,33 @@ impl Sshd {
     }
 }
 
-/// Runs the OpenSSH clients with a password given through `SSH_ASKPASS` (no terminal needed).
+/// How an [`SshClient`] logs in.
+enum Login {
+    /// A password through `SSH_ASKPASS`.
+    Password(PathBuf),
+    /// A private key file (`-i`, nothing else offered).
+    Key(PathBuf),
+}
+
+/// Runs the OpenSSH clients non-interactively: with the tunnel's key file, as `hoop connect`
+/// prints, or with a password given through `SSH_ASKPASS` (no terminal needed).
 pub struct SshClient {
     /// Local port of `hoop connect`.
     pub port: u16,
-    askpass: PathBuf,
+    login: Login,
     _dir: tempfile::TempDir,
 }
 
 impl SshClient {
+    /// A client that logs in with the private key at `identity` and offers no other.
+    pub fn with_key(port: u16, identity: &Path) -> Result<Self> {
+        Ok(Self {
+            port,
+            login: Login::Key(identity.to_path_buf()),
+            _dir: tempfile::Builder::new().prefix("sshclient-").tempdir()?,
+        })
+    }
+
     /// A client that answers every password prompt with `password`.
     pub fn new(port: u16, password: &str) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("askpass-").tempdir()?;
@@ -172,7 +190,7 @@ impl SshClient {
         }
         Ok(Self {
             port,
-            askpass,
+            login: Login::Password(askpass),
             _dir: dir,
         })
     }
@@ -188,19 +206,33 @@ impl SshClient {
     }
 
     fn login(&self, cmd: &mut Command) {
-        cmd.env("SSH_ASKPASS", &self.askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0")
-            .args([
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "PreferredAuthentications=password",
-                "-o",
-                "NumberOfPasswordPrompts=1",
-                "-o",
-                "ConnectTimeout=20",
-            ]);
+        cmd.args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20"]);
+        match &self.login {
+            Login::Password(askpass) => {
+                cmd.env("SSH_ASKPASS", askpass)
+                    .env("SSH_ASKPASS_REQUIRE", "force")
+                    .env("DISPLAY", ":0")
+                    .args([
+                        "-o",
+                        "PreferredAuthentications=password",
+                        "-o",
+                        "NumberOfPasswordPrompts=1",
+                    ]);
+            }
+            Login::Key(identity) => {
+                cmd.env_remove("SSH_AUTH_SOCK")
+                    .arg("-i")
+                    .arg(identity)
+                    .args([
+                        "-o",
+                        "IdentitiesOnly=yes",
+                        "-o",
+                        "PreferredAuthentications=publickey",
+                        "-o",
+                        "BatchMode=yes",
+                    ]);
+            }
+        }
     }
 
     /// `ssh -p PORT hoop@127.0.0.1 <args...>`, stdin from `stdin`.

@@ -1,7 +1,8 @@
 //! `hoop connect <name>`: a local listener on 127.0.0.1 whose every accepted socket becomes one
-//! tunnel stream through the gateway. Local clients must present a one-time secret (for
-//! PostgreSQL, the password in the printed URL), so another local user cannot ride this
-//! identity.
+//! tunnel stream through the gateway. A local client must prove it knows the tunnel's secret
+//! before it gets a stream (see `tunnel::local`), so another local user cannot ride this
+//! identity; the secret is kept in files only this user can read (`tunnel::files`), and the
+//! printed lines name those files instead of containing it.
 
 use std::sync::Arc;
 
@@ -11,10 +12,12 @@ use tokio::net::TcpListener;
 
 use crate::Ctx;
 use crate::auth::token_store::TokenStore;
-use crate::auth::{Credential, authed_get, credential, now_unix, open_store};
+use crate::auth::{authed_get, open_store};
 use crate::exit::{CliError, CliResult, Exit};
 use crate::gateway::Gateway;
 use crate::tunnel::TunnelClient;
+use crate::tunnel::files::{self, PgFiles, SshFiles, TunnelDir};
+use crate::tunnel::local::{Hop, Protocol, Refusals, Tokens};
 use crate::ui::{OutputFormat, note, out};
 
 /// `hoop connect` flags.
@@ -25,7 +28,8 @@ pub struct ConnectArgs {
     /// Local port; default 5433 for PostgreSQL, 2222 for SSH (the next free one if taken).
     #[arg(long)]
     pub port: Option<u16>,
-    /// `json`: print one `ready` event with host, port, user, password and url.
+    /// `json`: print one `ready` event with host, port, user, the tunnel password, a URL
+    /// without it, and the paths of the files that hold it.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
     /// Why you need access (when the connection needs an approved review).
@@ -40,33 +44,6 @@ pub struct ConnectArgs {
     /// File the request, print its id and exit with the "pending" code.
     #[arg(long)]
     pub no_wait: bool,
-}
-
-/// Hands out bearer tokens, refreshing one at a time (providers that rotate refresh tokens
-/// revoke the whole grant when two refreshes race).
-struct Tokens {
-    gw: Gateway,
-    store: TokenStore,
-    env: Option<String>,
-    current: tokio::sync::Mutex<Option<Credential>>,
-}
-
-impl Tokens {
-    async fn bearer(&self) -> CliResult<String> {
-        let mut cur = self.current.lock().await;
-        let fresh = match cur.as_ref() {
-            Some(Credential::Env(_)) => true,
-            Some(Credential::Cached(t)) => t.expires_at.is_none_or(|e| e - 60 > now_unix()),
-            None => false,
-        };
-        if !fresh {
-            *cur = Some(credential(&self.gw, &self.store, self.env.as_deref()).await?);
-        }
-        Ok(cur
-            .as_ref()
-            .map(|c| c.bearer().to_string())
-            .unwrap_or_default())
-    }
 }
 
 fn default_port(kind: &str) -> u16 {
@@ -107,6 +84,8 @@ async fn bind(port: Option<u16>, kind: &str) -> CliResult<TcpListener> {
         .map_err(|e| crate::exit::internal(format!("cannot listen on 127.0.0.1: {e}")))
 }
 
+/// The tunnel password: 24 characters from 57 (about 140 bits), valid for every local
+/// connection through this tunnel until it ends.
 fn secret() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
@@ -120,55 +99,60 @@ fn secret() -> String {
         .collect()
 }
 
-/// What a local PostgreSQL client sees when the gateway refuses the stream: a FATAL error in
-/// its own protocol, so psql prints the reason instead of "server closed the connection".
-fn pg_fatal(message: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (k, v) in [
-        (b'S', "FATAL"),
-        (b'V', "FATAL"),
-        (b'C', "28000"),
-        (b'M', message),
-    ] {
-        body.push(k);
-        body.extend(v.bytes().filter(|b| *b != 0));
-        body.push(0);
-    }
-    body.push(0);
-    let mut msg = vec![b'E'];
-    msg.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
-    msg.extend_from_slice(&body);
-    msg
-}
-
 /// The alias the gateway's SSH host key is pinned under in known_hosts.
 const HOST_KEY_ALIAS: &str = "hoop-gateway";
 
-/// What `hoop connect` prints for an ssh connection: the command, the one-time password, and an
-/// ssh_config block (so scp, sftp and rsync work by host name). `HostKeyAlias` keeps one
-/// known_hosts entry for the gateway whatever local port the tunnel gets; the gateway's key
-/// (from the connection listing, which came over the pinned TLS connection) is printed as that
-/// known_hosts line, so the first `ssh` need not trust on first use.
-fn ssh_instructions(name: &str, port: u16, secret: &str, host_key: Option<&str>) -> String {
+/// What `hoop connect` prints for a PostgreSQL connection: a psql line whose URL names the
+/// passfile (no password in it), and the service-file form for other libpq programs.
+fn pg_instructions(f: &PgFiles) -> String {
+    format!(
+        "psql \"{url}\"\n\
+         # or, for any libpq program: PGSERVICEFILE={service_file} psql service={service}\n\
+         # the tunnel password (for every connection through this tunnel, until it ends) is in\n\
+         # {passfile}, readable only by you; `hoop connect -o json` prints it\n",
+        url = f.url,
+        service_file = shell(&f.service_file),
+        service = f.service,
+        passfile = f.passfile.display(),
+    )
+}
+
+/// A path as one shell word (quoted only when it has to be).
+fn shell(p: &std::path::Path) -> String {
+    shell_words::quote(&p.display().to_string()).into_owned()
+}
+
+/// What `hoop connect` prints for an ssh connection: `ssh -F` with the tunnel's own ssh_config
+/// (its key, the gateway's pinned host key), the same for scp and sftp, and a block for
+/// ~/.ssh/config. `HostKeyAlias` keeps one known_hosts entry for the gateway whatever local
+/// port the tunnel gets. Nothing printed is a secret: the key is a 0600 file.
+fn ssh_instructions(port: u16, f: &SshFiles, host_key: Option<&str>) -> String {
+    let config = shell(&f.config);
+    let identity = shell(&f.identity);
+    let host = &f.host;
     let pin = match host_key {
         Some(k) => format!(
-            "# the gateway's SSH host key; pin it once, then ssh never asks:\n\
+            "# the gateway's SSH host key, for ~/.ssh/known_hosts (the -F config pins it already):\n\
              #   echo '{HOST_KEY_ALIAS} {k}' >> ~/.ssh/known_hosts\n"
         ),
         None => String::new(),
     };
     format!(
-        "ssh -p {port} -o HostKeyAlias={HOST_KEY_ALIAS} hoop@127.0.0.1\n\
-         # password (one-time, for this tunnel): {secret}\n\
+        "ssh -F {config} {host}\n\
+         # scp -F {config} FILE {host}:/tmp/   ·   sftp -F {config} {host}\n\
+         # without -F: ssh -p {port} -i {identity} -o IdentitiesOnly=yes -o HostKeyAlias={HOST_KEY_ALIAS} hoop@127.0.0.1\n\
+         # the tunnel's login key is {identity}, readable only by you; it ends with the tunnel\n\
          {pin}\
-         # scp -P {port} FILE hoop@127.0.0.1:/tmp/   ·   sftp -P {port} hoop@127.0.0.1\n\
-         # or add to ~/.ssh/config and use `ssh {name}.hoop`:\n\
-         Host {name}.hoop\n  \
+         # or add to ~/.ssh/config and use `ssh {host}`:\n\
+         Host {host}\n  \
          HostName 127.0.0.1\n  \
          Port {port}\n  \
          User hoop\n  \
          HostKeyAlias {HOST_KEY_ALIAS}\n  \
-         PreferredAuthentications password\n"
+         IdentityFile \"{}\"\n  \
+         IdentitiesOnly yes\n  \
+         PreferredAuthentications publickey\n",
+        f.identity.display()
     )
 }
 
@@ -189,108 +173,195 @@ pub(crate) async fn find_connection(
     })
 }
 
+/// What the local client logs in with, and the files that hold it.
+enum LocalLogin {
+    /// libpq's pgpass and service files.
+    Postgres(PgFiles),
+    /// OpenSSH's files, and the tunnel's public key for the gateway.
+    Ssh { files: SshFiles, public_key: String },
+    /// A protocol hoop does not log in for.
+    Other,
+}
+
+/// Writes the files a local client of this kind logs in with.
+fn write_login_files(
+    dir: &TunnelDir,
+    conn: &ConnectionInfo,
+    port: u16,
+    secret: &str,
+) -> CliResult<LocalLogin> {
+    Ok(match conn.kind.as_str() {
+        "postgres" => {
+            let database = conn.database.as_deref().unwrap_or("postgres");
+            LocalLogin::Postgres(files::write_pg_files(
+                dir, &conn.name, port, database, secret,
+            )?)
+        }
+        "ssh" => {
+            let (private_key, public_key) = crate::commands::ssh::tunnel_key_pair()?;
+            let files = files::write_ssh_files(
+                dir,
+                &conn.name,
+                port,
+                &private_key,
+                conn.ssh_host_key.as_deref(),
+                HOST_KEY_ALIAS,
+            )?;
+            LocalLogin::Ssh { files, public_key }
+        }
+        _ => LocalLogin::Other,
+    })
+}
+
+/// Prints the ready line(s): for people, commands that name the private files; for programs
+/// (`-o json`, on the user's own stdout), the password as well.
+fn print_ready(
+    output: OutputFormat,
+    gw: &Gateway,
+    conn: &ConnectionInfo,
+    port: u16,
+    secret: &str,
+    login: &LocalLogin,
+) -> CliResult<()> {
+    let database = conn.database.clone().unwrap_or_else(|| "postgres".into());
+    if output == OutputFormat::Json {
+        let mut ready = json!({"event": "ready", "connection": conn.name, "type": conn.kind,
+            "host": "127.0.0.1", "port": port, "user": "hoop", "password": secret,
+            "password_scope": "tunnel", "database": database,
+            "ssh_host_key": conn.ssh_host_key,
+            "host_key_alias": (conn.kind == "ssh").then_some(HOST_KEY_ALIAS)});
+        let extra = match login {
+            LocalLogin::Postgres(f) => json!({"url": f.url, "passfile": f.passfile,
+                "service_file": f.service_file, "service": f.service}),
+            LocalLogin::Ssh {
+                files: f,
+                public_key,
+            } => json!({
+                "url": format!("ssh://hoop@127.0.0.1:{port}"), "identity_file": f.identity,
+                "ssh_config": f.config, "ssh_host": f.host, "known_hosts": f.known_hosts,
+                "ssh_public_key": public_key}),
+            LocalLogin::Other => json!({"url": format!("tcp://127.0.0.1:{port}")}),
+        };
+        if let (Some(r), Some(e)) = (ready.as_object_mut(), extra.as_object()) {
+            r.extend(e.clone());
+        }
+        return out(&format!("{ready}\n"));
+    }
+    note(format!(
+        "hoop: {} ({}) through {} is ready on 127.0.0.1:{port}; Ctrl-C to stop.",
+        conn.name, conn.kind, gw.url
+    ));
+    note("Connect with:");
+    match login {
+        LocalLogin::Postgres(f) => out(&pg_instructions(f)),
+        LocalLogin::Ssh { files: f, .. } => {
+            out(&ssh_instructions(port, f, conn.ssh_host_key.as_deref()))
+        }
+        LocalLogin::Other => out(&format!("127.0.0.1:{port}\n")),
+    }
+}
+
+/// Files an access request and waits for its approval (connections under `review.access`).
+async fn request_access(
+    gw: &Gateway,
+    tokens: &Tokens,
+    conn: &ConnectionInfo,
+    args: &ConnectArgs,
+) -> CliResult<()> {
+    let reason = match &args.reason {
+        Some(r) if !r.trim().is_empty() => r.clone(),
+        _ if crate::ui::stdin_is_tty() && crate::ui::stderr_is_tty() => {
+            dialoguer::Input::<String>::new()
+                .with_prompt(format!("{} needs an approved review; reason", conn.name))
+                .interact_text()
+                .map_err(|e| CliError::new(Exit::Usage, format!("no reason given ({e})")))?
+        }
+        _ => {
+            return Err(CliError::new(
+                Exit::Usage,
+                format!(
+                    "{} needs an approved access review: give --reason \"...\" (and --duration)",
+                    conn.name
+                ),
+            ));
+        }
+    };
+    let bearer = || tokens.bearer();
+    crate::commands::reviews::request_and_wait_access_with(
+        gw,
+        &bearer,
+        &conn.name,
+        &reason,
+        args.duration.into(),
+        args.wait.map(Into::into),
+        args.no_wait,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            () = term => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// Runs `hoop connect`.
 pub async fn run(ctx: &Ctx, args: ConnectArgs) -> CliResult<()> {
     let gw = ctx.gateway()?;
     let store = open_store(&ctx.paths.data_dir)?;
     let conn = find_connection(ctx, &gw, &store, &args.name).await?;
-    let tokens = Arc::new(Tokens {
-        gw: gw.clone(),
-        store,
-        env: ctx.token.clone(),
-        current: tokio::sync::Mutex::new(None),
-    });
+    let tokens = Arc::new(Tokens::new(gw.clone(), store, ctx.token.clone()));
     if conn.access_review {
-        let reason = match &args.reason {
-            Some(r) if !r.trim().is_empty() => r.clone(),
-            _ if crate::ui::stdin_is_tty() && crate::ui::stderr_is_tty() => {
-                dialoguer::Input::<String>::new()
-                    .with_prompt(format!("{} needs an approved review; reason", conn.name))
-                    .interact_text()
-                    .map_err(|e| CliError::new(Exit::Usage, format!("no reason given ({e})")))?
-            }
-            _ => {
-                return Err(CliError::new(
-                    Exit::Usage,
-                    format!(
-                        "{} needs an approved access review: give --reason \"...\" (and --duration)",
-                        conn.name
-                    ),
-                ));
-            }
-        };
-        let bearer = || tokens.bearer();
-        crate::commands::reviews::request_and_wait_access_with(
-            &gw,
-            &bearer,
-            &conn.name,
-            &reason,
-            args.duration.into(),
-            args.wait.map(Into::into),
-            args.no_wait,
-        )
-        .await?;
+        request_access(&gw, &tokens, &conn, &args).await?;
     }
     let tunnel = Arc::new(TunnelClient::new(gw.clone())?);
     tunnel.warm_up().await?;
     let listener = bind(args.port, &conn.kind).await?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     let secret = secret();
-    let database = conn.database.clone().unwrap_or_else(|| "postgres".into());
-    let url = match conn.kind.as_str() {
-        "postgres" => {
-            format!("postgres://hoop:{secret}@127.0.0.1:{port}/{database}?sslmode=disable")
-        }
-        "ssh" => format!("ssh://hoop@127.0.0.1:{port}"),
-        _ => format!("tcp://127.0.0.1:{port}"),
+    // Removed (with the password or key in it) when this function returns.
+    let dir = TunnelDir::create(&conn.name)?;
+    let login = write_login_files(&dir, &conn, port, &secret)?;
+    print_ready(args.output, &gw, &conn, port, &secret, &login)?;
+    let (protocol, ssh_key) = match login {
+        LocalLogin::Postgres(_) => (Protocol::Postgres, None),
+        LocalLogin::Ssh { public_key, .. } => (Protocol::Raw, Some(public_key)),
+        LocalLogin::Other => (Protocol::Raw, None),
     };
-    match args.output {
-        OutputFormat::Json => out(&format!(
-            "{}\n",
-            json!({"event": "ready", "connection": conn.name, "type": conn.kind, "host": "127.0.0.1",
-                   "port": port, "user": "hoop", "password": secret, "database": database, "url": url,
-                   "ssh_host_key": conn.ssh_host_key, "host_key_alias": (conn.kind == "ssh").then_some(HOST_KEY_ALIAS)})
-        ))?,
-        OutputFormat::Table => {
-            note(format!(
-                "hoop: {} ({}) through {} is ready on 127.0.0.1:{port}; Ctrl-C to stop.",
-                conn.name, conn.kind, gw.url
-            ));
-            note("Connect with:");
-            if conn.kind == "ssh" {
-                out(&ssh_instructions(
-                    &conn.name,
-                    port,
-                    &secret,
-                    conn.ssh_host_key.as_deref(),
-                ))?;
-            } else {
-                out(&format!("psql \"{url}\"\n"))?;
-            }
-        }
-    }
-
-    let name = Arc::new(conn.name.clone());
-    let kind = Arc::new(conn.kind.clone());
-    let secret = Arc::new(secret);
-    let shutdown = async {
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {},
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    let hop = Arc::new(Hop {
+        tunnel,
+        tokens,
+        connection: conn.name.clone(),
+        protocol,
+        secret,
+        ssh_key,
+        cancel_keys: Default::default(),
+        refusals: Refusals::new(port),
+    });
+    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        let (mut socket, _) = tokio::select! {
+        let socket = tokio::select! {
             r = listener.accept() => match r {
-                Ok(s) => s,
+                Ok((s, _)) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -299,44 +370,53 @@ pub async fn run(ctx: &Ctx, args: ConnectArgs) -> CliResult<()> {
             },
             () = &mut shutdown => break,
         };
-        let _ = socket.set_nodelay(true);
-        let (tunnel, tokens, name, kind, secret) = (
-            tunnel.clone(),
-            tokens.clone(),
-            name.clone(),
-            kind.clone(),
-            secret.clone(),
-        );
-        tokio::spawn(async move {
-            let stream = match tokens.bearer().await {
-                Ok(bearer) => tunnel.open(&name, &bearer, &secret).await,
-                Err(e) => Err(e),
-            };
-            match stream {
-                Ok(mut stream) => {
-                    if let Err(e) = tokio::io::copy_bidirectional_with_sizes(
-                        &mut socket,
-                        &mut stream,
-                        64 * 1024,
-                        64 * 1024,
-                    )
-                    .await
-                    {
-                        tracing::debug!(error = %e, "tunnel closed");
-                    }
-                }
-                Err(e) => {
-                    note(format!("hoop: {}", e.message));
-                    if kind.as_str() == "postgres" {
-                        use tokio::io::AsyncWriteExt;
-                        let _ = socket
-                            .write_all(&pg_fatal(&format!("hoop: {}", e.message)))
-                            .await;
-                    }
-                }
-            }
-        });
+        let hop = hop.clone();
+        tokio::spawn(async move { hop.serve(socket).await });
     }
+    drop(dir);
     note("hoop: tunnel closed.");
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_lines_name_the_files_not_the_secrets() {
+        let secret = "Zq8TunnelPasswordXy7Wk3";
+        let dir = TunnelDir::create("shop").unwrap();
+        let pg = files::write_pg_files(&dir, "shop", 5433, "shop", secret).unwrap();
+        let text = pg_instructions(&pg);
+        assert!(!text.contains(secret), "{text}");
+        assert!(
+            text.starts_with(
+                "psql \"postgres://hoop@127.0.0.1:5433/shop?sslmode=disable&passfile="
+            )
+        );
+        assert!(text.contains(&format!("PGSERVICEFILE={}", pg.service_file.display())));
+
+        let (private, public) = crate::commands::ssh::tunnel_key_pair().unwrap();
+        assert!(public.starts_with("ssh-ed25519 "));
+        let web = TunnelDir::create("web").unwrap();
+        let f = files::write_ssh_files(
+            &web,
+            "web",
+            2222,
+            &private,
+            Some("ssh-ed25519 AAAA"),
+            HOST_KEY_ALIAS,
+        )
+        .unwrap();
+        let text = ssh_instructions(2222, &f, Some("ssh-ed25519 AAAA"));
+        assert!(
+            text.starts_with(&format!("ssh -F {} web.hoop\n", f.config.display())),
+            "{text}"
+        );
+        for line in private.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!text.contains(line), "{text}");
+        }
+        assert!(!text.contains("password"), "{text}");
+    }
 }

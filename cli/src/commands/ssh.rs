@@ -91,6 +91,23 @@ fn secret() -> String {
         .collect()
 }
 
+/// A fresh Ed25519 key pair for one `hoop connect` tunnel: the private key in OpenSSH format
+/// (for a 0600 `IdentityFile`) and the public key line the gateway is told to accept.
+pub(crate) fn tunnel_key_pair() -> CliResult<(String, String)> {
+    use russh::keys::ssh_key::{LineEnding, PrivateKey, private::Ed25519Keypair};
+    let seed: [u8; 32] = rand::random();
+    let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    key.set_comment("hoop connect tunnel key");
+    let private = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| crate::exit::internal(format!("cannot encode the tunnel's SSH key: {e}")))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| crate::exit::internal(format!("cannot encode the tunnel's SSH key: {e}")))?;
+    Ok((private.to_string(), public))
+}
+
 fn ssh_error(what: &str) -> impl Fn(russh::Error) -> CliError + '_ {
     move |e| CliError::new(Exit::Internal, format!("{what}: {e}"))
 }
@@ -121,7 +138,9 @@ pub async fn run(ctx: &Ctx, args: SshArgs) -> CliResult<()> {
     let cred = credential(&gw, &store, ctx.token.as_deref()).await?;
     let tunnel = TunnelClient::new(gw.clone())?;
     let secret = secret();
-    let stream = tunnel.open(&conn.name, cred.bearer(), &secret).await?;
+    let stream = tunnel
+        .open(&conn.name, cred.bearer(), &secret, None)
+        .await?;
     let config = Arc::new(russh::client::Config {
         inactivity_timeout: None,
         ..Default::default()

@@ -136,6 +136,7 @@ async fn exec(
         connection,
         // The adapter checks it like the password `hoop connect` prints; here both ends are ours.
         secret: crate::util::random_token(24),
+        client_key: None,
         peer,
         state,
         grant_ended,

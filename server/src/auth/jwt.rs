@@ -248,7 +248,7 @@ impl JwksCache {
                     self.min_refetch_interval
                 };
                 if last.elapsed() < wait {
-                    tracing::debug!(jwks_uri = %self.jwks_uri, "unknown key; JWKS refetch rate-limited");
+                    tracing::debug!(jwks_uri = %crate::util::url_for_logs(self.jwks_uri.as_str()), "unknown key; JWKS refetch rate-limited");
                     return;
                 }
             }
@@ -265,7 +265,7 @@ impl JwksCache {
         state.last_attempt = Some(Instant::now());
         match result {
             Ok(keys) => {
-                tracing::info!(jwks_uri = %self.jwks_uri, keys = keys.keys.len(), "fetched JWKS");
+                tracing::info!(jwks_uri = %crate::util::url_for_logs(self.jwks_uri.as_str()), keys = keys.keys.len(), "fetched JWKS");
                 state.keys = Arc::new(keys);
                 state.last_error = None;
                 Ok(())
@@ -279,7 +279,7 @@ impl JwksCache {
     }
 
     async fn fetch(&self) -> Result<JwkSet, JwksError> {
-        let uri = self.jwks_uri.to_string();
+        let uri = crate::util::url_for_logs(self.jwks_uri.as_str());
         let response = self
             .http
             .get(self.jwks_uri.clone())
@@ -292,7 +292,7 @@ impl JwksCache {
             .await
             .map_err(|err| JwksError::Request {
                 uri: uri.clone(),
-                reason: error_chain(&err),
+                reason: error_chain(&err.without_url()),
             })?;
         let status = response.status();
         if !status.is_success() {
@@ -833,7 +833,7 @@ pub(crate) async fn read_body_limited(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|err| BodyError::Read(error_chain(&err)))?
+        .map_err(|err| BodyError::Read(error_chain(&err.without_url())))?
     {
         if body.len().saturating_add(chunk.len()) > limit {
             return Err(BodyError::TooLarge);

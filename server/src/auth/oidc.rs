@@ -121,7 +121,7 @@ pub async fn discover(
     issuer: &str,
 ) -> Result<ProviderMetadata, DiscoveryError> {
     let url = discovery_url(issuer)?;
-    let url_text = url.to_string();
+    let url_text = crate::util::url_for_logs(url.as_str());
     let document = get_json(
         http.get(url)
             .header(reqwest::header::ACCEPT, "application/json"),
@@ -277,7 +277,7 @@ fn require_secure(url: &url::Url, what: &str) -> Result<(), DiscoveryError> {
         "http" if loopback => Ok(()),
         _ => Err(DiscoveryError::InsecureUrl {
             what: what.to_owned(),
-            url: url.to_string(),
+            url: crate::util::url_for_logs(url.as_str()),
         }),
     }
 }
@@ -289,6 +289,8 @@ async fn get_json(
     url: &str,
     hint: &'static str,
 ) -> Result<Map<String, Value>, DiscoveryError> {
+    // Errors name the URL without credentials, and reqwest's own text without it at all.
+    let url = &crate::util::url_for_logs(url);
     let response = request
         .timeout(REQUEST_TIMEOUT)
         .send()
@@ -296,7 +298,7 @@ async fn get_json(
         .map_err(|err| DiscoveryError::Request {
             what,
             url: url.to_owned(),
-            reason: error_chain(&err),
+            reason: error_chain(&err.without_url()),
             hint,
         })?;
     let status = response.status();

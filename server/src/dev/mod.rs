@@ -155,7 +155,7 @@ pub async fn run(
             err,
             "  hoop connect demo      (keeps running; it prints a psql line)\n\
              \nThen in a third terminal, run the psql line it printed:\n  \
-             psql \"postgres://hoop:<one-time password>@127.0.0.1:<port>/shop?sslmode=disable\"\n\
+             psql \"postgres://hoop@127.0.0.1:<port>/shop?sslmode=disable&passfile=<its private passfile>\"\n\
              and try:\n  \
              select * from customers;   -- card numbers, e-mails, phone numbers come back masked\n  \
              delete from customers;     -- refused: blocked by guardrail no-unbounded-writes\n  \

@@ -494,6 +494,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Vec<OutboxStats>, Vec<OutboxItem>), StoreError> {
         Err(StoreError::Unsupported("webhook outboxes"))
     }
+    /// Moves the deliveries stored under the webhook name `from` to `to`, and replaces `from`
+    /// with `to` in their recorded errors (a webhook's default name used to be its URL, which
+    /// for chat webhooks is the secret). Returns how many rows moved.
+    async fn outbox_rename(&self, _from: &str, _to: &str) -> Result<u64, StoreError> {
+        Err(StoreError::Unsupported("webhook outboxes"))
+    }
     /// One audit record by seq.
     async fn audit_get(&self, seq: i64) -> Result<Option<StoredRecord>, StoreError> {
         Ok(self

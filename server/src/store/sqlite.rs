@@ -1301,6 +1301,18 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok((stats, dead))
     }
+
+    async fn outbox_rename(&self, from: &str, to: &str) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "UPDATE webhook_outbox SET webhook = ?2, last_error = replace(last_error, ?1, ?2) \
+             WHERE webhook = ?1",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
 }
 
 #[cfg(test)]
@@ -1321,6 +1333,55 @@ mod tests {
         let recs = store.audit_range(0, 100).await.unwrap();
         assert_eq!(recs.len(), 3);
         verify_chain((0, GENESIS), &recs).unwrap();
+    }
+
+    #[tokio::test]
+    async fn deliveries_stored_under_a_webhook_url_move_to_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let url = "https://hooks.slack.com/services/T0/B0/s3cret";
+        store
+            .audit_append_routed(
+                &[b"{}".to_vec(), b"{}".to_vec()],
+                &[(0, url.into()), (1, url.into())],
+            )
+            .await
+            .unwrap();
+        let due = store.outbox_due(url, i64::MAX, 10).await.unwrap();
+        assert_eq!(due.len(), 2);
+        let first = due.first().unwrap().id;
+        store
+            .outbox_failed(
+                first,
+                &format!("error sending request for url ({url})"),
+                0,
+                true,
+                0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .outbox_rename(url, "hooks.slack.com-1a2b3c4d")
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(
+            store
+                .outbox_due(url, i64::MAX, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let (stats, dead) = store.outbox_status(10).await.unwrap();
+        assert!(
+            stats
+                .iter()
+                .all(|s| s.webhook == "hooks.slack.com-1a2b3c4d")
+        );
+        let error = dead.first().unwrap().last_error.clone().unwrap();
+        assert!(!error.contains("s3cret"), "{error}");
     }
 
     #[tokio::test]

@@ -5,8 +5,15 @@
 //! Request headers:
 //! - `authorization: Bearer <token>`
 //! - `x-hoop-connection: <name>`
-//! - `x-hoop-secret: <one-time secret>` — what the local client must present (for PostgreSQL,
-//!   the password in the URL `hoop connect` printed).
+//! - `x-hoop-secret: <tunnel password>` — what the local client must present as its password
+//!   (`hoop connect` checks it first for PostgreSQL and replays it; the adapter checks it again).
+//! - `x-hoop-ssh-key: ssh-ed25519 AAAA...` (optional) — the tunnel's own key, which the SSH
+//!   adapter accepts for public-key login besides the password.
+//!
+//! Refused local logins are counted and audited at most once a minute per user and connection
+//! (`refusals`), so a flood of wrong logins is not a flood of audit records.
+
+pub mod refusals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,8 +31,10 @@ use crate::config::{ConnectionConfig, ConnectionKind};
 
 /// Header naming the connection.
 pub const CONNECTION_HEADER: &str = "x-hoop-connection";
-/// Header carrying the local client's one-time secret.
+/// Header carrying the tunnel password.
 pub const SECRET_HEADER: &str = "x-hoop-secret";
+/// Header carrying the tunnel's SSH public key (OpenSSH format).
+pub const SSH_KEY_HEADER: &str = "x-hoop-ssh-key";
 
 /// Everything an adapter knows about the stream it serves.
 pub struct TunnelContext {
@@ -33,8 +42,11 @@ pub struct TunnelContext {
     pub identity: Identity,
     /// The target.
     pub connection: Arc<ConnectionConfig>,
-    /// What the local client must present.
+    /// The tunnel password: what the local client must present as its password.
     pub secret: String,
+    /// The tunnel's SSH public key (`ssh-ed25519 AAAA...`), which an SSH client may log in
+    /// with instead of the password.
+    pub client_key: Option<String>,
     /// Address of the `hoop` process.
     pub peer: SocketAddr,
     /// Shared gateway state.
@@ -237,6 +249,9 @@ pub async fn handle_connect<B: Send + 'static>(
         .map(str::to_string);
     let name = header(CONNECTION_HEADER).unwrap_or_default().to_string();
     let secret = header(SECRET_HEADER).unwrap_or_default().to_string();
+    let client_key = header(SSH_KEY_HEADER)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string);
     let Some(bearer) = bearer else {
         return reply(
             StatusCode::UNAUTHORIZED,
@@ -271,13 +286,19 @@ pub async fn handle_connect<B: Send + 'static>(
         return reply(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "the tunnel needs a one-time secret of 16+ characters",
+            "the tunnel needs a tunnel password of 16+ characters",
         );
     }
+    state
+        .metrics
+        .tunnel_streams
+        .get_or_create(&vec![("kind", conn.kind.as_str().to_string())])
+        .inc();
     let ctx = TunnelContext {
         identity,
         connection: conn,
         secret,
+        client_key,
         peer,
         state,
         grant_ended,

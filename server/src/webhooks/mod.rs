@@ -6,6 +6,11 @@
 //! receivers recompute it and refuse a `t` far from their clock (replay protection). A failed
 //! attempt is retried after an exponential backoff with jitter; after `max_attempts` the delivery
 //! is a dead letter (`hoopd webhooks status`).
+//!
+//! A webhook's URL is treated as a secret (a Slack or Teams incoming webhook is a bearer
+//! credential in full): logs, stored delivery errors and `hoopd webhooks status` name the
+//! webhook and show at most the URL's scheme and host. reqwest puts the URL in its errors, so
+//! they are stripped of it (`without_url`) before anything is recorded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +83,9 @@ pub fn start(store: Arc<dyn Store>, webhooks: &[WebhookConfig]) -> anyhow::Resul
             .secret
             .resolve()
             .map_err(|e| anyhow::anyhow!("webhook {}: secret: {e}", cfg.name()))?;
+        if cfg.name.is_none() {
+            tracing::info!(webhook = %cfg.name(), url = %cfg.shown_url(), "webhook without a name: named by its host and a hash of its URL");
+        }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(cfg.timeout)
@@ -97,7 +105,19 @@ async fn deliver_loop(
     secret: Secret,
     http: reqwest::Client,
 ) {
-    let name = cfg.name().to_string();
+    let name = cfg.name();
+    if cfg.name.is_none() {
+        // Deliveries queued by an older hoopd are stored under the URL itself.
+        match store.outbox_rename(&cfg.url, &name).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(webhook = %name, moved = n, "deliveries stored under the webhook's URL now use its name")
+            }
+            Err(e) => {
+                tracing::warn!(webhook = %name, error = %e, "cannot rename the webhook's stored deliveries")
+            }
+        }
+    }
     loop {
         let due = match store.outbox_due(&name, now_ms(), TAKE).await {
             Ok(d) => d,
@@ -175,9 +195,13 @@ async fn attempt(
         .body(body)
         .send()
         .await
+        // reqwest's errors name the URL, which may be the webhook's credential.
         .map_err(|e| {
-            // reqwest errors name the URL; that is configuration, not a secret.
-            format!("request failed: {e}")
+            format!(
+                "request to {} failed: {}",
+                cfg.shown_url(),
+                crate::auth::jwt::error_chain(&e.without_url())
+            )
         })?;
     let status = resp.status();
     if status.is_success() {

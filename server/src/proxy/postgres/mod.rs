@@ -1,5 +1,5 @@
 //! The PostgreSQL adapter: the gateway is the server to the client (through the tunnel) and the
-//! client to the target. It checks the local client's one-time password, logs in upstream with
+//! client to the target. It checks the local client's tunnel password, logs in upstream with
 //! the vaulted credential, remaps the cancel key, and relays both directions through the policy
 //! pipeline (see `relay.rs`).
 
@@ -14,11 +14,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::BytesMut;
-use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::audit::event;
 use crate::tunnel::TunnelContext;
+use crate::tunnel::refusals::Refusal;
 use codec::{Limits, Startup};
 
 /// Messages from the client larger than this end the session (COPY data arrives in chunks, so
@@ -103,11 +102,6 @@ async fn read_startup<C: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Constant-time comparison, so the one-time secret cannot be guessed byte by byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn fatal<C: AsyncWrite + Unpin>(client: &mut C, sqlstate: &str, message: &str) {
     let mut out = BytesMut::new();
     codec::put_error(&mut out, b'E', "FATAL", sqlstate, message, None);
@@ -130,7 +124,9 @@ where
         }
     };
 
-    // Client authentication: the one-time password `hoop connect` printed.
+    // Client authentication: the tunnel password. `hoop connect` has checked it already and
+    // replays the client's startup and password; checking again means a stream opened by
+    // anything else (an older hoop, a hand-made CONNECT) gets no further without it.
     let mut out = BytesMut::new();
     codec::put_auth(&mut out, 3, &[]);
     if client.write_all(&out).await.is_err() {
@@ -160,19 +156,15 @@ where
             Ok(_) => {}
         }
     };
-    if !same(&password, ctx.secret.as_bytes()) {
-        let ev = event(
-            "access.denied",
-            Some(&ctx.identity.subject),
-            Some(ctx.peer.to_string()),
-            "denied",
-            json!({"connection": ctx.connection.name, "reason": "wrong_one_time_password"}),
-        );
-        let _ = ctx.state.audit.record_nowait(ev).await;
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        password.as_slice(),
+        ctx.secret.as_bytes(),
+    )) {
+        crate::tunnel::refusals::local_login_refused(&ctx, Refusal::WrongPassword).await;
         fatal(
             &mut client,
             "28P01",
-            "password authentication failed: use the one-time password that `hoop connect` printed",
+            "password authentication failed: use the tunnel password of this `hoop connect` (the psql line it printed reads it from its passfile)",
         )
         .await;
         return;

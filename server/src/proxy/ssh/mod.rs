@@ -1,10 +1,10 @@
 //! The SSH adapter: the gateway is an SSH server to the local client (through the tunnel; user
-//! `hoop`, the one-time secret as password) and an SSH client to the target (the vaulted key or
+//! `hoop`, with the tunnel's key or password) and an SSH client to the target (the vaulted key or
 //! password, the pinned host key). Session channels are relayed request by request (pty, shell,
 //! exec, subsystem, env, window-change, signal, exit status/signal, EOF, close) with exec
 //! commands judged by the shell guardrails, terminal output masked, and the session recorded.
 //!
-//! russh is used only through `russh_glue.rs`. Following style.md #7, its callbacks do no
+//! russh is used only through `russh_glue.rs`. Its callbacks do no
 //! logic: each becomes a [`russh_glue::FrontEvent`] for the one session task (`session.rs`),
 //! which owns the session's state; channel pumps report what they see to it as notes.
 
@@ -102,7 +102,8 @@ pub fn validate_connection(c: &ConnectionConfig, at: &str) -> Vec<String> {
             }
         }
     }
-    if !c.address.contains(':') {
+    // An address with '@' is refused (without being echoed) by the common checks.
+    if !c.address.contains(':') && !c.address.contains('@') {
         problems.push(format!(
             "`{at}.address` {:?}: write host:port (e.g. web-1.internal:22)",
             c.address

@@ -312,14 +312,38 @@ fn from_target(msg: ChannelMsg) -> Option<FromTarget> {
 // The server side (the local client, through the tunnel)
 // ---------------------------------------------------------------------------------------------
 
+/// What a local client logs in with.
+pub enum Credential {
+    /// A password.
+    Password(String),
+    /// A public key offered (ownership not proven yet: the client asks whether it would do).
+    KeyOffered {
+        /// Its SHA-256 fingerprint.
+        fingerprint: String,
+    },
+    /// A public key whose signature russh verified.
+    Key {
+        /// Its SHA-256 fingerprint.
+        fingerprint: String,
+    },
+}
+
+/// The SHA-256 fingerprint (`SHA256:...`) of an OpenSSH public key line, as [`Credential`]
+/// carries it.
+pub fn public_key_fingerprint(openssh: &str) -> Result<String, String> {
+    PublicKey::from_openssh(openssh.trim())
+        .map(|k| k.fingerprint(HashAlg::Sha256).to_string())
+        .map_err(|e| format!("not an OpenSSH public key: {e}"))
+}
+
 /// A callback from the local client's connection, for the session task.
 pub enum FrontEvent {
-    /// A password login; answer on `reply` (true accepts).
+    /// A login attempt; answer on `reply` (true accepts).
     Auth {
         /// The user name the client gave.
         user: String,
-        /// The password it gave.
-        password: String,
+        /// What it logs in with.
+        credential: Credential,
         /// The decision.
         reply: oneshot::Sender<bool>,
     },
@@ -455,6 +479,25 @@ struct FrontHandler {
     events: mpsc::Sender<FrontEvent>,
 }
 
+impl FrontHandler {
+    /// Asks the session task to decide a login.
+    async fn decide(&self, user: &str, credential: Credential) -> russh::server::Auth {
+        let (reply, wait) = oneshot::channel();
+        let ev = FrontEvent::Auth {
+            user: user.to_string(),
+            credential,
+            reply,
+        };
+        if self.events.send(ev).await.is_err() {
+            return russh::server::Auth::reject();
+        }
+        match wait.await {
+            Ok(true) => russh::server::Auth::Accept,
+            _ => russh::server::Auth::reject(),
+        }
+    }
+}
+
 impl russh::server::Handler for FrontHandler {
     type Error = russh::Error;
 
@@ -463,19 +506,29 @@ impl russh::server::Handler for FrontHandler {
         user: &str,
         password: &str,
     ) -> Result<russh::server::Auth, Self::Error> {
-        let (reply, wait) = oneshot::channel();
-        let ev = FrontEvent::Auth {
-            user: user.to_string(),
-            password: password.to_string(),
-            reply,
-        };
-        if self.events.send(ev).await.is_err() {
-            return Ok(russh::server::Auth::reject());
-        }
-        Ok(match wait.await {
-            Ok(true) => russh::server::Auth::Accept,
-            _ => russh::server::Auth::reject(),
-        })
+        Ok(self
+            .decide(user, Credential::Password(password.to_string()))
+            .await)
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<russh::server::Auth, Self::Error> {
+        let fingerprint = offer.public_key.fingerprint(HashAlg::Sha256).to_string();
+        Ok(self
+            .decide(user, Credential::KeyOffered { fingerprint })
+            .await)
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: russh::server::VerifiedPublicKey<'_>,
+    ) -> Result<russh::server::Auth, Self::Error> {
+        let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
+        Ok(self.decide(user, Credential::Key { fingerprint }).await)
     }
 
     async fn channel_open_session(
@@ -540,8 +593,8 @@ impl FrontSession {
     }
 }
 
-/// Runs the SSH server side on `stream`: password login only (user `hoop`, the one-time
-/// secret); every callback becomes a [`FrontEvent`].
+/// Runs the SSH server side on `stream`: login as `hoop` with the tunnel's key or password;
+/// every callback becomes a [`FrontEvent`].
 pub async fn run_front<S>(
     stream: S,
     host_key: &HostKey,
@@ -552,7 +605,7 @@ where
 {
     let config = russh::server::Config {
         server_id: russh::SshId::Standard("SSH-2.0-hoop".into()),
-        methods: MethodSet::from(&[MethodKind::Password][..]),
+        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
         // Constant-time rejections; the first "none" probe of OpenSSH is answered at once.
         auth_rejection_time: std::time::Duration::from_secs(1),
         auth_rejection_time_initial: Some(std::time::Duration::from_millis(0)),
@@ -729,7 +782,7 @@ pub async fn connect_target(
 }
 
 /// Connects over `stream` to the gateway's own SSH adapter (`hoop exec` on an ssh connection):
-/// `host_key` is the gateway's, the login is `hoop` with the one-time secret.
+/// `host_key` is the gateway's, the login is `hoop` with the exec's own fresh secret.
 pub async fn connect_own_adapter<S>(
     stream: S,
     host_key: &HostKey,

@@ -7,18 +7,101 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::channel::{self, ChannelEnv, Note};
-use super::russh_glue::{self, FrontEvent, HostKey, HostKeyPin, Target, TargetAuth, TargetError};
+use super::russh_glue::{
+    self, Credential, FrontControl, FrontEvent, HostKey, HostKeyPin, Target, TargetAuth,
+    TargetError,
+};
 use crate::audit::event;
 use crate::policy::{MaskCounts, Verdict, masking};
 use crate::recording::{SessionStart, SessionSummary, StatementRecord};
 use crate::tunnel::TunnelContext;
+use crate::tunnel::refusals::{self, Refusal};
 
-/// Constant-time comparison, so the one-time secret cannot be guessed byte by byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// What the session does with one login attempt of the local client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Login {
+    /// The offered key is the tunnel's: the client may go on to prove it holds it.
+    KeyAcceptable,
+    /// Logged in: connect to the target.
+    Accepted,
+    /// Refused (counted, and audited at most once a minute).
+    Refused(Refusal),
+}
+
+/// Decides a login: user `hoop` with the tunnel password (compared in constant time) or the
+/// tunnel's key (by fingerprint; public keys are not secret).
+fn check_login(
+    user: &str,
+    credential: &Credential,
+    secret: &str,
+    tunnel_key: Option<&str>,
+) -> Login {
+    if user != "hoop" {
+        return Login::Refused(Refusal::WrongUser);
+    }
+    let ours = |fp: &str| tunnel_key.is_some_and(|k| k == fp);
+    match credential {
+        Credential::Password(p) => {
+            if bool::from(subtle::ConstantTimeEq::ct_eq(
+                p.as_bytes(),
+                secret.as_bytes(),
+            )) {
+                Login::Accepted
+            } else {
+                Login::Refused(Refusal::WrongPassword)
+            }
+        }
+        Credential::KeyOffered { fingerprint } if ours(fingerprint) => Login::KeyAcceptable,
+        Credential::Key { fingerprint } if ours(fingerprint) => Login::Accepted,
+        Credential::KeyOffered { .. } | Credential::Key { .. } => Login::Refused(Refusal::WrongKey),
+    }
+}
+
+/// The tunnel key's fingerprint, if the stream announced a usable one.
+fn tunnel_key(ctx: &TunnelContext) -> Option<String> {
+    let key = ctx.client_key.as_deref()?;
+    match russh_glue::public_key_fingerprint(key) {
+        Ok(fp) => Some(fp),
+        Err(e) => {
+            tracing::warn!(connection = %ctx.connection.name, error = %e, "the tunnel announced an unusable SSH key; only its password logs in");
+            None
+        }
+    }
+}
+
+/// A client logged in: connect to the target and record the session's start, or disconnect
+/// with the reason. The login is accepted either way, so OpenSSH prints the reason ("Received
+/// disconnect ...: hoop: ...") instead of "Permission denied".
+async fn logged_in(
+    ctx: &TunnelContext,
+    st: &mut State,
+    target: &mut Option<Arc<Target>>,
+    control: &FrontControl,
+    reply: oneshot::Sender<bool>,
+) {
+    if target.is_some() {
+        let _ = reply.send(true);
+        return;
+    }
+    match connect(ctx).await {
+        Ok(t) => {
+            if let Err(msg) = start(ctx, st).await {
+                let _ = reply.send(true);
+                control.disconnect(msg).await;
+                t.close().await;
+                return;
+            }
+            *target = Some(Arc::new(t));
+            let _ = reply.send(true);
+        }
+        Err(msg) => {
+            let _ = reply.send(true);
+            control.disconnect(msg).await;
+        }
+    }
 }
 
 pub(super) fn now_ms() -> i64 {
@@ -149,6 +232,7 @@ where
     let control = front.control();
     let done = tokio::spawn(front.wait());
     let ctx = Arc::new(ctx);
+    let tunnel_key = tunnel_key(&ctx);
     let policy = ctx.state.policy_for(&ctx.connection.name);
     let (note_tx, mut note_rx) = mpsc::channel::<Note>(1024);
     let mut note_tx = Some(note_tx);
@@ -180,36 +264,17 @@ where
     loop {
         tokio::select! {
             ev = front_rx.recv(), if note_tx.is_some() => match ev {
-                Some(FrontEvent::Auth { user, password, reply }) => {
-                    let ok = user == "hoop" && same(password.as_bytes(), ctx.secret.as_bytes());
-                    if !ok {
-                        audit(&ctx, "access.denied", "denied", json!({
-                            "connection": ctx.connection.name,
-                            "reason": if user == "hoop" { "wrong_one_time_password" } else { "wrong_user" },
-                        })).await;
-                        let _ = reply.send(false);
-                        continue;
-                    }
-                    if target.is_some() {
-                        let _ = reply.send(true);
-                        continue;
-                    }
-                    match connect(&ctx).await {
-                        Ok(t) => {
-                            if let Err(msg) = start(&ctx, &mut st).await {
-                                let _ = reply.send(true);
-                                control.disconnect(msg).await;
-                                t.close().await;
-                                continue;
-                            }
-                            target = Some(Arc::new(t));
+                Some(FrontEvent::Auth { user, credential, reply }) => {
+                    match check_login(&user, &credential, &ctx.secret, tunnel_key.as_deref()) {
+                        Login::KeyAcceptable => {
                             let _ = reply.send(true);
                         }
-                        Err(msg) => {
-                            // Accept the login first so OpenSSH prints the reason ("Received
-                            // disconnect ...: hoop: ...") instead of "Permission denied".
-                            let _ = reply.send(true);
-                            control.disconnect(msg).await;
+                        Login::Refused(why) => {
+                            refusals::local_login_refused(&ctx, why).await;
+                            let _ = reply.send(false);
+                        }
+                        Login::Accepted => {
+                            logged_in(&ctx, &mut st, &mut target, &control, reply).await;
                         }
                     }
                 }
@@ -542,5 +607,79 @@ async fn record(ctx: &TunnelContext, st: &mut State, note: Note) {
     {
         tracing::error!(session = %st.id, error = %e, "cannot record; the session goes on unrecorded");
         st.failed = Some(format!("recording failed: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "Abcdefghijkmnopqrstuvwxy";
+    const KEY: &str = "SHA256:tunnelkey";
+
+    fn key(fp: &str, verified: bool) -> Credential {
+        let fingerprint = fp.to_string();
+        if verified {
+            Credential::Key { fingerprint }
+        } else {
+            Credential::KeyOffered { fingerprint }
+        }
+    }
+
+    #[test]
+    fn only_hoop_with_the_tunnel_password_or_key_logs_in() {
+        let pw = |p: &str| Credential::Password(p.to_string());
+        let cases = [
+            ("hoop", pw(SECRET), Some(KEY), Login::Accepted),
+            ("hoop", key(KEY, false), Some(KEY), Login::KeyAcceptable),
+            ("hoop", key(KEY, true), Some(KEY), Login::Accepted),
+            ("hoop", pw(SECRET), None, Login::Accepted),
+            (
+                "root",
+                pw(SECRET),
+                Some(KEY),
+                Login::Refused(Refusal::WrongUser),
+            ),
+            (
+                "root",
+                key(KEY, true),
+                Some(KEY),
+                Login::Refused(Refusal::WrongUser),
+            ),
+            (
+                "hoop",
+                pw("Abcdefghijkmnopqrstuvwx"),
+                Some(KEY),
+                Login::Refused(Refusal::WrongPassword),
+            ),
+            (
+                "hoop",
+                pw(""),
+                Some(KEY),
+                Login::Refused(Refusal::WrongPassword),
+            ),
+            (
+                "hoop",
+                key("SHA256:other", false),
+                Some(KEY),
+                Login::Refused(Refusal::WrongKey),
+            ),
+            (
+                "hoop",
+                key("SHA256:other", true),
+                Some(KEY),
+                Login::Refused(Refusal::WrongKey),
+            ),
+            // A stream that announced no key accepts none.
+            (
+                "hoop",
+                key(KEY, true),
+                None,
+                Login::Refused(Refusal::WrongKey),
+            ),
+        ];
+        for (user, credential, tunnel_key, want) in cases {
+            assert_eq!(check_login(user, &credential, SECRET, tunnel_key), want);
+        }
     }
 }

@@ -1,6 +1,14 @@
 //! The tunnel client: one TLS connection to the gateway, HTTP/2, and one CONNECT stream per
 //! forwarded local socket. The connection is (re)established lazily, so a gateway restart costs
 //! the next local connection one handshake, not the whole `hoop connect`.
+//!
+//! The local hop lives beside it: `local` serves each accepted socket of `hoop connect` (for
+//! PostgreSQL, checking the tunnel password with `pg_login` before any stream is opened), and
+//! `files` keeps the tunnel's secrets in a private directory instead of on the command line.
+
+pub mod files;
+pub mod local;
+pub mod pg_login;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,20 +161,26 @@ impl TunnelClient {
         Ok(s)
     }
 
-    /// Opens one stream for `connection`, authorised by `bearer`, announcing the local client's
-    /// one-time `secret`.
+    /// Opens one stream for `connection`, authorised by `bearer`, announcing what the local
+    /// client will log in with: the tunnel password `secret` and, for SSH, the tunnel's public
+    /// key (`ssh-ed25519 AAAA...`).
     pub async fn open(
         &self,
         connection: &str,
         bearer: &str,
         secret: &str,
+        ssh_key: Option<&str>,
     ) -> CliResult<TunnelStream> {
-        let req = http::Request::builder()
+        let mut req = http::Request::builder()
             .method(http::Method::CONNECT)
             .uri(format!("{}:{}", self.host, self.port))
             .header(http::header::AUTHORIZATION, format!("Bearer {bearer}"))
             .header("x-hoop-connection", connection)
-            .header("x-hoop-secret", secret)
+            .header("x-hoop-secret", secret);
+        if let Some(key) = ssh_key {
+            req = req.header("x-hoop-ssh-key", key);
+        }
+        let req = req
             .body(Empty::<Bytes>::new())
             .map_err(|e| crate::exit::internal(format!("cannot build the tunnel request: {e}")))?;
         let not_opened = |e: hyper::Error| {
