@@ -297,7 +297,11 @@ async fn execute_twice_then_again(c: &Ctx) -> Outcome {
     // PostgreSQL runs a portal once: the second Execute fails ("cannot be run"), which rolls
     // the batch back. One approval never gives two rows.
     anyhow::ensure!(c.count("twice").await? <= 1, "one approval, two rows");
-    anyhow::ensure!(!a.errors().is_empty(), "the second Execute ran: {}", a.tags());
+    anyhow::ensure!(
+        !a.errors().is_empty(),
+        "the second Execute ran: {}",
+        a.tags()
+    );
     // The same named statement again, in a later batch: a new review.
     w.bind("", "d", &[Some("twice"), Some("again")])
         .execute("", 0)
@@ -941,6 +945,37 @@ async fn pipelined_tokio_postgres(c: &Ctx) -> Outcome {
     Ok(())
 }
 
+async fn copy_from_stdin_waits_with_its_data(c: &Ctx) -> Outcome {
+    let mut w = c.wire().await?;
+    // The data is sent at once, behind the COPY that needs review.
+    w.query("copy ledger from stdin")
+        .raw(b"d\0\0\0\x12copy-in\trow-1\n")
+        .raw(b"c\0\0\0\x04")
+        .send()
+        .await?;
+    let id = w.review_notice().await?;
+    anyhow::ensure!(c.count("copy-in").await? == 0, "ran before approval");
+    c.reject(id).await?;
+    refused_with(
+        &w.until_ready(Duration::from_secs(30)).await?,
+        "not approved",
+    )?;
+    // The data that followed the refused COPY reaches nothing.
+    let a = w.query("select 1").run().await?;
+    anyhow::ensure!(a.firsts() == [Some("1".to_string())], "{:?}", a.errors());
+    anyhow::ensure!(c.count("copy-in").await? == 0, "rejected COPY ran");
+    w.query("copy ledger from stdin")
+        .raw(b"d\0\0\0\x12copy-in\trow-2\n")
+        .raw(b"c\0\0\0\x04")
+        .send()
+        .await?;
+    let id = w.review_notice().await?;
+    c.approve(id).await?;
+    no_errors(&w.until_ready(Duration::from_secs(30)).await?)?;
+    anyhow::ensure!(c.count("copy-in").await? == 1, "approved COPY ran once");
+    Ok(())
+}
+
 #[tokio::test]
 async fn simple_queries_sql_execute_and_decisions_cannot_walk_past_a_review() {
     let ctx = context().await;
@@ -954,6 +989,11 @@ async fn simple_queries_sql_execute_and_decisions_cannot_walk_past_a_review() {
             "SQL PREPARE once, then EXECUTE with parameters again and again",
             "PREPARE is not reviewed; each EXECUTE is, showing what it runs; one approval runs one",
             sql_prepare_execute_with_parameters
+        ),
+        case!(
+            "COPY FROM STDIN with its data sent right behind it",
+            "nothing is copied before approval; rejected, the data reaches nothing; approved, once",
+            copy_from_stdin_waits_with_its_data
         ),
         case!(
             "CancelRequest while the batch waits for review",

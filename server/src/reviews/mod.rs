@@ -750,6 +750,41 @@ impl Reviews {
         Ok(withdrawn)
     }
 
+    /// The client that held a statement left (or canceled) before it ran: the review is
+    /// withdrawn, also when an approval landed in the same moment (approved → withdrawn), so
+    /// the record never says "approved" for a statement that will not run.
+    async fn give_up(&self, id: ReviewId, who: &Identity) {
+        match self.withdraw(id, who).await {
+            Err(ReviewError::NotPending {
+                state: ReviewState::Approved,
+                ..
+            }) => {}
+            _ => return,
+        }
+        let Ok(review) = self.get(id).await else {
+            return;
+        };
+        if review.kind != ReviewKind::Statement
+            || self
+                .transition(&review, ReviewState::Approved, ReviewState::Withdrawn)
+                .await
+                .is_err()
+        {
+            return;
+        }
+        self.wake(id);
+        if let Ok(withdrawn) = self.get(id).await {
+            let _ = self
+                .audit_event(
+                    "review.withdrawn",
+                    Some(&who.subject),
+                    &withdrawn,
+                    json!({ "was": "approved", "why": "the client left before the statement ran" }),
+                )
+                .await;
+        }
+    }
+
     /// Records that an approved statement ran.
     pub async fn mark_executed(&self, id: ReviewId) -> Result<(), ReviewError> {
         let review = self.get(id).await?;
@@ -1218,7 +1253,7 @@ impl Reviews {
         let decided = tokio::select! {
             r = self.wait(id, wait) => r.map_err(|e| NotRun::Refused(e.to_string()))?,
             why = cancel => {
-                let _ = self.withdraw(id, h.identity).await;
+                self.give_up(id, h.identity).await;
                 return Err(NotRun::Refused(match why {
                     Withdrawn::Canceled => {
                         format!("the client canceled it; review {id} was withdrawn")

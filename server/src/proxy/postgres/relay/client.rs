@@ -198,12 +198,14 @@ where
             b'D' => self.describe(msg).await?,
             b'E' => self.execute(msg).await?,
             b'C' => self.close(msg).await?,
-            // COPY data inside a batch stays in order with it.
-            b'd' | b'c' | b'f' => {
+            // COPY data inside a batch stays in order with it; after a COPY that was sent (a
+            // Query, or a batch that ended) it goes straight on.
+            b'd' | b'c' | b'f' if !self.batch.is_empty() => {
                 if self.admit(msg.len()).await? {
                     self.hold(&msg);
                 }
             }
+            b'd' | b'c' | b'f' => self.out.extend_from_slice(&msg),
             b'S' | b'H' => self.end_batch(Some(msg)).await?,
             _ => {
                 // Anything else ends the open batch as a Flush would; after a refusal it is
