@@ -624,6 +624,31 @@ async fn blocked_parse_then_a_flood(c: &Ctx) -> Outcome {
     Ok(())
 }
 
+async fn a_query_slipped_into_a_refused_batch(c: &Ctx) -> Outcome {
+    let mut w = c.wire().await?;
+    // A blocked Parse, then a write as a simple Query before any Sync.
+    w.parse("x", "drop table ledger")
+        .query("insert into ledger values ('slipped', 'q')")
+        .send()
+        .await?;
+    let a = w.until(|m| m.tag == b'E', Duration::from_secs(30)).await?;
+    anyhow::ensure!(
+        a.errors()[0].contains("blocked by guardrail"),
+        "the refusal is answered at once: {:?}",
+        a.errors()
+    );
+    let a = w.sync().run().await?;
+    anyhow::ensure!(
+        a.tags() == "Z",
+        "the Query was dropped like the rest: {}",
+        a.tags()
+    );
+    anyhow::ensure!(c.count("slipped").await? == 0, "the Query ran");
+    let a = w.query("select 1").run().await?;
+    anyhow::ensure!(a.firsts() == [Some("1".to_string())], "the session goes on");
+    Ok(())
+}
+
 async fn sql_prepared_name_bound_through_the_protocol(c: &Ctx) -> Outcome {
     let mut w = c.wire().await?;
     let a = w
@@ -753,6 +778,11 @@ async fn extended_protocol_batches_cannot_walk_past_a_review() {
             "a blocked Parse after a write, then 25 MiB more before Sync",
             "blocked; nothing ran; the table exists",
             blocked_parse_then_a_flood
+        ),
+        case!(
+            "a simple Query slipped in after a blocked Parse, before Sync",
+            "the block is answered at once; the Query is dropped as PostgreSQL would; the session goes on",
+            a_query_slipped_into_a_refused_batch
         ),
         case!(
             "SQL PREPARE a write, then Bind that name through the protocol",

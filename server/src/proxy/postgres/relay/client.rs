@@ -189,6 +189,21 @@ where
 
     async fn message(&mut self, msg: BytesMut) -> Result<Flow, String> {
         let tag = msg.first().copied().unwrap_or_default();
+        if tag == b'X' {
+            // The client leaves: what is held never ran, and nothing after it will.
+            self.out.extend_from_slice(&msg);
+            self.write_out().await?;
+            return Ok(Flow::Stop);
+        }
+        let extended = matches!(
+            tag,
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'd' | b'c' | b'f' | b'S' | b'H'
+        );
+        if !extended && matches!(self.batch.phase, Phase::Refused(_)) {
+            // A refused batch is answered when something outside it arrives, as PostgreSQL
+            // answers an error at once; what follows until Sync is then dropped.
+            self.end_batch(None).await?;
+        }
         if self.batch.dropping(tag) {
             return Ok(Flow::Continue);
         }
@@ -219,11 +234,6 @@ where
                 match tag {
                     b'Q' => self.query(msg).await?,
                     b'F' => self.function_call().await?,
-                    b'X' => {
-                        self.out.extend_from_slice(&msg);
-                        self.write_out().await?;
-                        return Ok(Flow::Stop);
-                    }
                     _ => self.out.extend_from_slice(&msg),
                 }
             }
