@@ -173,14 +173,7 @@ impl<T> Batch<T> {
         self.clear();
     }
 
-    /// Takes what is held, to send (or drop), leaving the batch empty (and open).
-    pub fn take(&mut self) -> (BytesMut, Vec<T>) {
-        self.messages = 0;
-        self.reviews.clear();
-        (self.bytes.split(), std::mem::take(&mut self.items))
-    }
-
-    /// Drops what is held.
+    /// Empties the batch (what was held is sent or dropped), keeping its buffers.
     pub fn clear(&mut self) {
         self.messages = 0;
         self.bytes.clear();
@@ -220,7 +213,7 @@ mod tests {
         let mut b = Batch::<()>::new(false);
         assert_eq!(hold(&mut b, MAX_HELD_BYTES), Admit::Hold);
         assert_eq!(b.admit(1), Admit::SendHeldFirst);
-        b.take();
+        b.clear();
         assert_eq!(hold(&mut b, 1), Admit::Hold);
         // One message larger than the bound is still held when nothing else is.
         let b = Batch::<()>::new(false);

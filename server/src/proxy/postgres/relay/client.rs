@@ -67,10 +67,37 @@ where
         .await
 }
 
-/// Whether the session goes on after a message.
-enum Flow {
-    Continue,
+/// What a message needs after its synchronous step. Most messages need nothing more, so the
+/// per-message path creates no future; only blocks, batch ends with something to decide, and
+/// Queries wait (for the recorder, a review, the target).
+enum Step {
+    Next,
     Stop,
+    /// Record and audit a statement blocked inside a batch, then refuse the batch.
+    Block(Blocked),
+    /// End the batch at this Sync or Flush (refused, or with executions to review).
+    End(BytesMut),
+    /// End the open batch first (as a Flush would), then take this message again.
+    EndBefore(BytesMut),
+    Query(BytesMut),
+    FunctionCall,
+}
+
+/// A statement blocked inside a batch.
+struct Blocked {
+    text: Arc<str>,
+    rule: String,
+    reason: String,
+}
+
+impl Blocked {
+    fn protocol(text: Arc<str>, reason: String) -> Step {
+        Step::Block(Blocked {
+            text,
+            rule: "protocol".into(),
+            reason,
+        })
+    }
 }
 
 /// The state of the client → target direction.
@@ -131,8 +158,23 @@ where
     async fn run(mut self) -> Result<(), String> {
         loop {
             while let Some(msg) = self.next_message()? {
-                if let Flow::Stop = self.message(msg).await? {
-                    return Ok(());
+                let mut next = Some(msg);
+                while let Some(msg) = next.take() {
+                    match self.step(msg)? {
+                        Step::Next => {}
+                        Step::Stop => {
+                            self.write_out().await?;
+                            return Ok(());
+                        }
+                        Step::Block(b) => self.block_in_batch(b).await?,
+                        Step::End(end) => self.end_batch(Some(end)).await?,
+                        Step::EndBefore(msg) => {
+                            self.end_batch(None).await?;
+                            next = Some(msg);
+                        }
+                        Step::Query(msg) => self.query(msg).await?,
+                        Step::FunctionCall => self.function_call().await?,
+                    }
                 }
             }
             self.write_out().await?;
@@ -187,58 +229,56 @@ where
         Ok(())
     }
 
-    async fn message(&mut self, msg: BytesMut) -> Result<Flow, String> {
+    /// The synchronous step of one message: what it needs next.
+    fn step(&mut self, msg: BytesMut) -> Result<Step, String> {
         let tag = msg.first().copied().unwrap_or_default();
         if tag == b'X' {
             // The client leaves: what is held never ran, and nothing after it will.
             self.out.extend_from_slice(&msg);
-            self.write_out().await?;
-            return Ok(Flow::Stop);
+            return Ok(Step::Stop);
         }
         let extended = matches!(
             tag,
             b'P' | b'B' | b'D' | b'E' | b'C' | b'd' | b'c' | b'f' | b'S' | b'H'
         );
-        if !extended && matches!(self.batch.phase, Phase::Refused(_)) {
-            // A refused batch is answered when something outside it arrives, as PostgreSQL
-            // answers an error at once; what follows until Sync is then dropped.
-            self.end_batch(None).await?;
+        if !extended && (!self.batch.is_empty() || matches!(self.batch.phase, Phase::Refused(_))) {
+            // Anything else ends the open batch as a Flush would (a refused one is answered
+            // then, as PostgreSQL answers an error at once); after a refusal it is dropped like
+            // the rest of the batch, since PostgreSQL ignores it until Sync too.
+            return Ok(Step::EndBefore(msg));
         }
         if self.batch.dropping(tag) {
-            return Ok(Flow::Continue);
+            return Ok(Step::Next);
         }
         match tag {
-            b'P' => self.parse(msg).await?,
-            b'B' => self.bind(msg).await?,
-            b'D' => self.describe(msg).await?,
-            b'E' => self.execute(msg).await?,
-            b'C' => self.close(msg).await?,
+            b'P' => self.parse(&msg),
+            b'B' => self.bind(&msg),
+            b'D' => Ok(self.describe(&msg)),
+            b'E' => {
+                self.execute(&msg);
+                Ok(Step::Next)
+            }
+            b'C' => Ok(self.close(&msg)),
             // COPY data inside a batch stays in order with it; after a COPY that was sent (a
             // Query, or a batch that ended) it goes straight on.
             b'd' | b'c' | b'f' if !self.batch.is_empty() => {
-                if self.admit(msg.len()).await? {
+                if self.admit(msg.len()) {
                     self.hold(&msg);
                 }
+                Ok(Step::Next)
             }
-            b'd' | b'c' | b'f' => self.out.extend_from_slice(&msg),
-            b'S' | b'H' => self.end_batch(Some(msg)).await?,
+            b'S' | b'H' if self.batch.phase == Phase::Open && self.batch.reviews.is_empty() => {
+                self.send_held(Some(&msg))?;
+                Ok(Step::Next)
+            }
+            b'S' | b'H' => Ok(Step::End(msg)),
+            b'Q' => Ok(Step::Query(msg)),
+            b'F' => Ok(Step::FunctionCall),
             _ => {
-                // Anything else ends the open batch as a Flush would; after a refusal it is
-                // dropped like the rest of the batch (PostgreSQL ignores it until Sync too).
-                if !self.batch.is_empty() {
-                    self.end_batch(None).await?;
-                    if self.batch.dropping(tag) {
-                        return Ok(Flow::Continue);
-                    }
-                }
-                match tag {
-                    b'Q' => self.query(msg).await?,
-                    b'F' => self.function_call().await?,
-                    _ => self.out.extend_from_slice(&msg),
-                }
+                self.out.extend_from_slice(&msg);
+                Ok(Step::Next)
             }
         }
-        Ok(Flow::Continue)
     }
 
     // ---- the simple protocol ----
@@ -320,17 +360,17 @@ where
 
     // ---- the extended protocol: one step per message kind ----
 
-    async fn parse(&mut self, msg: BytesMut) -> Result<(), String> {
-        if !self.admit(msg.len()).await? {
-            return Ok(());
+    fn parse(&mut self, msg: &[u8]) -> Result<Step, String> {
+        if !self.admit(msg.len()) {
+            return Ok(Step::Next);
         }
-        let (name, text) = codec::parse_msg(&msg).map_err(|e| protocol_error(&self.tx, e))?;
+        let (name, text) = codec::parse_msg(msg).map_err(|e| protocol_error(&self.tx, e))?;
         let text: Arc<str> = String::from_utf8_lossy(text).into();
         let (verdict, defs, runs) = self.judge(&text);
         let review = match verdict {
             Verdict::Allow => None,
             Verdict::Block { rule, reason } => {
-                return self.block_in_batch(text, &rule, &reason).await;
+                return Ok(Step::Block(Blocked { text, rule, reason }));
             }
             Verdict::Review { rule, reason } => Some(NeedsReview {
                 rule,
@@ -342,33 +382,29 @@ where
         // A `PREPARE` sent through Parse names its statement when it runs; the view learns the
         // name now (a name that may exist is the safe mistake).
         if let Err(why) = self.name_sql(&defs) {
-            return self.block_in_batch(text, "protocol", &why).await;
+            return Ok(Blocked::protocol(text, why));
         }
-        let types = codec::parse_param_types(&msg).unwrap_or_default();
+        let types = codec::parse_param_types(msg).unwrap_or_default();
         match self.names.parse(name, Arc::clone(&text), types, review) {
-            Err(why) => {
-                self.block_in_batch(text, "protocol", &why.to_string())
-                    .await
-            }
+            Err(why) => Ok(Blocked::protocol(text, why.to_string())),
             Ok(None) => {
-                self.hold(&msg);
-                Ok(())
+                self.hold(msg);
+                Ok(Step::Next)
             }
             Ok(Some(hidden)) => {
-                self.hold_renamed(&msg, 5, name.len(), &hidden);
-                Ok(())
+                self.hold_renamed(msg, 5, name.len(), &hidden);
+                Ok(Step::Next)
             }
         }
     }
 
-    async fn bind(&mut self, msg: BytesMut) -> Result<(), String> {
-        if !self.admit(msg.len()).await? {
-            return Ok(());
+    fn bind(&mut self, msg: &[u8]) -> Result<Step, String> {
+        if !self.admit(msg.len()) {
+            return Ok(Step::Next);
         }
-        let bind = codec::bind_msg(&msg).map_err(|e| protocol_error(&self.tx, e))?;
+        let bind = codec::bind_msg(msg).map_err(|e| protocol_error(&self.tx, e))?;
         if is_reserved(bind.statement) {
-            let why = reserved(bind.statement);
-            return self.block_in_batch(Arc::from(""), "protocol", &why).await;
+            return Ok(Blocked::protocol(Arc::from(""), reserved(bind.statement)));
         }
         let bound = self.names.bound(bind.statement);
         let (prepared, review) = match &bound {
@@ -379,7 +415,7 @@ where
                      through the gateway can be bound",
                     String::from_utf8_lossy(bind.statement)
                 );
-                return self.block_in_batch(Arc::from(""), "protocol", &why).await;
+                return Ok(Blocked::protocol(Arc::from(""), why));
             }
             Bound::Plain(p) => (p.clone(), None),
             Bound::Hidden(p) => (Some(Arc::clone(p)), p.review.clone()),
@@ -432,23 +468,22 @@ where
         let at = 5 + bind.portal.len() + 1;
         let old = bind.statement.len();
         match review.as_ref().and_then(|r| r.hidden.as_deref()) {
-            Some(hidden) => self.hold_renamed(&msg, at, old, hidden),
-            None => self.hold(&msg),
+            Some(hidden) => self.hold_renamed(msg, at, old, hidden),
+            None => self.hold(msg),
         }
-        Ok(())
+        Ok(Step::Next)
     }
 
-    async fn describe(&mut self, msg: BytesMut) -> Result<(), String> {
-        if !self.admit(msg.len()).await? {
-            return Ok(());
+    fn describe(&mut self, msg: &[u8]) -> Step {
+        if !self.admit(msg.len()) {
+            return Step::Next;
         }
         let kind = msg.get(5).copied();
-        let name = codec::name_after_kind(&msg).unwrap_or_default();
+        let name = codec::name_after_kind(msg).unwrap_or_default();
         let mut hidden = None;
         if kind == Some(b'S') {
             if is_reserved(name) {
-                let why = reserved(name);
-                return self.block_in_batch(Arc::from(""), "protocol", &why).await;
+                return Blocked::protocol(Arc::from(""), reserved(name));
             }
             let id = self.names.get(name).map(|p| {
                 p.described.store(true, Ordering::Relaxed);
@@ -464,17 +499,17 @@ where
             }
         }
         match hidden {
-            Some(h) => self.hold_renamed(&msg, 6, name.len(), &h),
-            None => self.hold(&msg),
+            Some(h) => self.hold_renamed(msg, 6, name.len(), &h),
+            None => self.hold(msg),
         }
-        Ok(())
+        Step::Next
     }
 
-    async fn execute(&mut self, msg: BytesMut) -> Result<(), String> {
-        if !self.admit(msg.len()).await? {
-            return Ok(());
+    fn execute(&mut self, msg: &[u8]) {
+        if !self.admit(msg.len()) {
+            return;
         }
-        let portal = codec::execute_portal(&msg).unwrap_or_default().to_vec();
+        let portal = codec::execute_portal(msg).unwrap_or_default().to_vec();
         let (text, params) = self.names.execute_portal(&portal);
         if self.masking && self.described.as_deref() != Some(portal.as_slice()) {
             // Masking needs this portal's columns and formats: ask the target, and swallow the
@@ -489,51 +524,50 @@ where
         }
         let pending = self.pending(text, params, false);
         self.batch.items.push(Item::Stmt(Box::new(pending)));
-        self.hold(&msg);
-        Ok(())
+        self.hold(msg);
     }
 
-    async fn close(&mut self, msg: BytesMut) -> Result<(), String> {
-        if !self.admit(msg.len()).await? {
-            return Ok(());
+    fn close(&mut self, msg: &[u8]) -> Step {
+        if !self.admit(msg.len()) {
+            return Step::Next;
         }
-        let name = codec::name_after_kind(&msg).unwrap_or_default();
+        let name = codec::name_after_kind(msg).unwrap_or_default();
         match msg.get(5) {
             Some(b'S') => {
                 if is_reserved(name) {
-                    let why = reserved(name);
-                    return self.block_in_batch(Arc::from(""), "protocol", &why).await;
+                    return Blocked::protocol(Arc::from(""), reserved(name));
                 }
                 let hidden = self.names.target_name(name).map(<[u8]>::to_vec);
                 self.names.close(name);
                 match hidden {
-                    Some(h) => self.hold_renamed(&msg, 6, name.len(), &h),
-                    None => self.hold(&msg),
+                    Some(h) => self.hold_renamed(msg, 6, name.len(), &h),
+                    None => self.hold(msg),
                 }
             }
             Some(b'P') => {
                 self.names.close_portal(name);
-                self.hold(&msg);
+                self.hold(msg);
             }
-            _ => self.hold(&msg),
+            _ => self.hold(msg),
         }
-        Ok(())
+        Step::Next
     }
 
     // ---- holding and ending a batch ----
 
     /// Whether the next message of `len` bytes may be held: past a bound the batch is refused
     /// (statements may need review) or what is held is sent first.
-    async fn admit(&mut self, len: usize) -> Result<bool, String> {
+    fn admit(&mut self, len: usize) -> bool {
         match self.batch.admit(len) {
-            Admit::Hold => Ok(true),
+            Admit::Hold => true,
             Admit::SendHeldFirst => {
-                self.send_held(None)?;
-                Ok(true)
+                // Only a closed target direction fails this, and the next Sync finds it.
+                let _ = self.send_held(None);
+                true
             }
             Admit::Refuse(bound) => {
                 self.refuse_batch(Refusal::TooLarge(bound));
-                Ok(false)
+                false
             }
         }
     }
@@ -551,17 +585,12 @@ where
     }
 
     /// Records and audits a statement blocked inside a batch, and refuses the batch.
-    async fn block_in_batch(
-        &mut self,
-        text: Arc<str>,
-        rule: &str,
-        reason: &str,
-    ) -> Result<(), String> {
-        let p = self.pending(text, Vec::new(), false);
-        block(self.session, p, rule, reason).await?;
+    async fn block_in_batch(&mut self, b: Blocked) -> Result<(), String> {
+        let p = self.pending(b.text, Vec::new(), false);
+        block(self.session, p, &b.rule, &b.reason).await?;
         self.refuse_batch(Refusal::Blocked {
-            rule: rule.to_string(),
-            reason: reason.to_string(),
+            rule: b.rule,
+            reason: b.reason,
         });
         Ok(())
     }
@@ -576,11 +605,15 @@ where
     /// Sends what is held; `end` is the Sync or Flush that ends the batch (None: a soft bound
     /// or a message outside the extended protocol ended it).
     fn send_held(&mut self, end: Option<&[u8]>) -> Result<(), String> {
-        let (bytes, items) = self.batch.take();
-        for item in items {
-            self.send(item)?;
+        // Drained, not taken: the held batch keeps its buffers for the next one.
+        for item in self.batch.items.drain(..) {
+            let wake = matches!(item, Item::Local { .. } | Item::Kill(_));
+            self.tx
+                .push(item, wake)
+                .map_err(|_| "target side closed".to_string())?;
         }
-        self.out.extend_from_slice(&bytes);
+        self.out.extend_from_slice(&self.batch.bytes);
+        self.batch.clear();
         self.names.commit();
         match end {
             Some(msg) if msg.first() == Some(&b'S') => {
