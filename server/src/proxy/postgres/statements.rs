@@ -281,7 +281,10 @@ impl Statements {
     /// What a Bind of statement `name` binds.
     pub fn bound(&self, name: &[u8]) -> Bound {
         let current = self.by_name.get(name).cloned();
-        if let Some(candidates) = self.exposed.get(name) {
+        if let Some(candidates) = (!self.exposed.is_empty())
+            .then(|| self.exposed.get(name))
+            .flatten()
+        {
             return Bound::Exposed {
                 current,
                 candidates: candidates.clone(),
