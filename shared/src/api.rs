@@ -208,6 +208,20 @@ pub struct ReviewDecisionInfo {
     pub comment: Option<String>,
 }
 
+/// One statement of a statement review, as the approver sees it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReviewStatementInfo {
+    /// The statement text (detectors applied).
+    pub text: String,
+    /// Bound parameter values, `$1` first; null for SQL NULL (detectors applied; a binary value
+    /// of a type the gateway cannot render shows as `<N bytes, binary>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<Option<String>>,
+    /// What else the approver should know, such as the prepared statement an `EXECUTE` runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// A review as the API shows it (`/api/v1/reviews`). Kind and state are strings, so a client
 /// keeps working when a later gateway adds one.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -228,6 +242,10 @@ pub struct ReviewInfo {
     /// The held statement, masked by the detectors (statement reviews).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement: Option<String>,
+    /// Every statement the review covers, with its bound parameter values, masked by the
+    /// detectors (statement reviews). Approving runs each of them once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<ReviewStatementInfo>,
     /// The session holding the statement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,

@@ -9,6 +9,7 @@
 )]
 
 mod attack_local;
+mod attack_reviews;
 mod audit;
 mod demo;
 mod exec;

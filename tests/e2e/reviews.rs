@@ -551,7 +551,12 @@ async fn a_held_statement_is_refused_when_over_1_mib_is_pipelined_behind_it() {
     let selects: Vec<String> = (0..24)
         .map(|i| format!("select {i}, '{literal}'"))
         .collect();
-    let update = client.execute("update items set qty = 79 where id = 3", &[]);
+    // Preparing runs nothing and is not reviewed; the execution is held.
+    let stmt = client
+        .prepare("update items set qty = 79 where id = 3")
+        .await
+        .unwrap();
+    let update = client.execute(&stmt, &[]);
     let rest = futures_util::future::join_all(selects.iter().map(|q| client.simple_query(q)));
     let (update, rest) = tokio::time::timeout(Duration::from_secs(60), async {
         tokio::join!(update, rest)

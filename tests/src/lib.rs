@@ -9,6 +9,8 @@
 //! * [`jwt`]: minting tokens with the provider's committed test key (and with wrong keys,
 //!   wrong algorithms, no signature) for negative tests.
 //! * [`postgres`]: a throwaway PostgreSQL cluster on a loopback port.
+//! * [`wire`]: a raw PostgreSQL wire client that sends any message sequence and reads every
+//!   answer, for tests that speak the protocol as an attacker would.
 //! * [`sshd`]: a real OpenSSH sshd on a loopback port, and the OpenSSH clients driven with a
 //!   password through `SSH_ASKPASS`.
 //!
@@ -26,6 +28,7 @@ pub mod oidc;
 pub mod postgres;
 pub mod proc;
 pub mod sshd;
+pub mod wire;
 
 pub use gateway::{CliUser, Gateway, LoginPrompt};
 pub use jwt::Signer;

@@ -259,11 +259,6 @@ async fn list(ctx: &Ctx, args: ListArgs) -> CliResult<()> {
 }
 
 fn list_row(r: &ReviewInfo, now: OffsetDateTime) -> Vec<String> {
-    let what = match (&r.statement, &r.reason) {
-        (Some(st), _) => st.as_str(),
-        (None, Some(reason)) => reason.as_str(),
-        (None, None) => "",
-    };
     vec![
         r.id.to_string(),
         clean(&r.kind),
@@ -271,8 +266,25 @@ fn list_row(r: &ReviewInfo, now: OffsetDateTime) -> Vec<String> {
         clean(&r.requester_name),
         state_summary(r),
         age(&r.created_at, now),
-        truncate(&clean(what), SUMMARY_WIDTH),
+        summary(r, SUMMARY_WIDTH),
     ]
+}
+
+/// What a review is about, in at most `width` characters: its first statement (and how many
+/// more it covers, which is never cut off), or the reason of an access request.
+fn summary(r: &ReviewInfo, width: usize) -> String {
+    let (what, more) = match (r.statements.first(), &r.statement, &r.reason) {
+        (Some(first), _, _) => (first.text.as_str(), r.statements.len() - 1),
+        (None, Some(st), _) => (st.as_str(), 0),
+        (None, None, Some(reason)) => (reason.as_str(), 0),
+        (None, None, None) => ("", 0),
+    };
+    if more == 0 {
+        return truncate(&clean(what), width);
+    }
+    let tail = format!(" (+{more} more)");
+    let room = width.saturating_sub(tail.chars().count()).max(10);
+    format!("{}{tail}", truncate(&clean(what), room))
 }
 
 /// `pending (1/2)`, `approved`, ...: the approvals count while it matters.
@@ -342,8 +354,34 @@ fn details(r: &ReviewInfo) -> String {
         if let Some(s) = &r.session_id {
             t.push_str(&format!("Session:     {}\n", clean(s)));
         }
-        if let Some(st) = &r.statement {
-            t.push_str(&format!("Statement:   {}\n", clean(st)));
+        match r.statements.as_slice() {
+            [] => {
+                if let Some(st) = &r.statement {
+                    t.push_str(&format!("Statement:   {}\n", clean(st)));
+                }
+            }
+            [one] if one.params.is_empty() && one.note.is_none() => {
+                t.push_str(&format!("Statement:   {}\n", clean(&one.text)));
+            }
+            all => {
+                t.push_str(&format!(
+                    "Statements:  {} (approving runs each once, with these values)\n",
+                    all.len()
+                ));
+                for (i, st) in all.iter().enumerate() {
+                    t.push_str(&format!("  {:>3}. {}\n", i + 1, clean(&st.text)));
+                    for (j, p) in st.params.iter().enumerate() {
+                        let v = match p {
+                            Some(v) => format!("'{}'", clean(v)),
+                            None => "NULL".to_string(),
+                        };
+                        t.push_str(&format!("         ${} = {v}\n", j + 1));
+                    }
+                    if let Some(note) = &st.note {
+                        t.push_str(&format!("         ({})\n", clean(note)));
+                    }
+                }
+            }
         }
     } else {
         if let Some(reason) = &r.reason {
@@ -470,18 +508,13 @@ async fn pick(ctx: &Ctx, gw: &Gateway) -> CliResult<Option<i64>> {
 }
 
 fn pick_item(r: &ReviewInfo) -> String {
-    let what = match (&r.statement, &r.reason) {
-        (Some(st), _) => st.as_str(),
-        (None, Some(reason)) => reason.as_str(),
-        (None, None) => "",
-    };
     format!(
         "{}  {} {} by {}: {}",
         r.id,
         clean(&r.kind),
         clean(&r.connection),
         clean(&r.requester_name),
-        truncate(&clean(what), SUMMARY_WIDTH)
+        summary(r, SUMMARY_WIDTH)
     )
 }
 
@@ -793,6 +826,7 @@ mod tests {
             requester_name: "alice".into(),
             reason: Some("INC-123\tfix orders".into()),
             statement: None,
+            statements: Vec::new(),
             session_id: None,
             state: "pending".into(),
             created_at: "2025-01-31T09:00:00Z".into(),
@@ -900,6 +934,44 @@ mod tests {
             ..info()
         };
         assert!(approved_note(&open).contains("until 2025-01-31 09:40:00Z"));
+    }
+
+    #[test]
+    fn a_batch_review_shows_every_statement_and_value() {
+        use hoop_shared::api::ReviewStatementInfo;
+        let long = format!(
+            "UPDATE items SET note = $1 WHERE id = $2 {}",
+            "-- x".repeat(40)
+        );
+        let r = ReviewInfo {
+            kind: "statement".into(),
+            reason: Some("write".into()),
+            statements: vec![
+                ReviewStatementInfo {
+                    text: long.clone(),
+                    params: vec![Some("it's\u{1b}[31m".into()), None],
+                    note: None,
+                },
+                ReviewStatementInfo {
+                    text: "EXECUTE p(5)".into(),
+                    params: vec![],
+                    note: Some("p is: DELETE FROM items WHERE id = $1".into()),
+                },
+            ],
+            ..info()
+        };
+        let d = details(&r);
+        assert!(d.contains("Statements:  2"), "{d}");
+        assert!(d.contains("  1. UPDATE items"), "{d}");
+        assert!(d.contains("$1 = 'it's\\u{1b}[31m'"), "{d}");
+        assert!(d.contains("$2 = NULL"), "{d}");
+        assert!(d.contains("(p is: DELETE FROM items WHERE id = $1)"), "{d}");
+        // Listings and the picker stay one short line and say how many statements there are.
+        for line in [summary(&r, SUMMARY_WIDTH), pick_item(&r)] {
+            assert!(line.ends_with(" (+1 more)"), "{line}");
+            assert!(!line.contains('\n'));
+        }
+        assert_eq!(summary(&r, SUMMARY_WIDTH).chars().count(), SUMMARY_WIDTH);
     }
 
     #[test]

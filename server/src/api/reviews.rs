@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hoop_shared::api::{
     AccessRequest, ApproveRequest, RejectRequest, ReviewDecisionInfo, ReviewInfo,
+    ReviewStatementInfo,
 };
 use serde::Deserialize;
 
@@ -141,6 +142,15 @@ pub fn review_info(r: Review) -> ReviewInfo {
         requester_name: r.requester_name,
         reason: r.reason,
         statement: r.statement,
+        statements: r
+            .statements
+            .into_iter()
+            .map(|st| ReviewStatementInfo {
+                text: st.text,
+                params: st.params,
+                note: st.note,
+            })
+            .collect(),
         session_id: r.session_id,
         state: r.state.as_str().to_string(),
         created_at: unix_to_rfc3339(r.created_at),

@@ -234,7 +234,9 @@ impl Policy {
             Verdict::Block { rule, reason } if self.review.contains(&rule) => {
                 Verdict::Review { rule, reason }
             }
-            Verdict::Allow => self.review_class(&infos).unwrap_or(Verdict::Allow),
+            Verdict::Allow => self
+                .review_class(&infos, prepared, 0)
+                .unwrap_or(Verdict::Allow),
             other => other,
         };
         let defs = infos
@@ -262,10 +264,45 @@ impl Policy {
         self.allowed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A review verdict when a statement's class is under review.
-    fn review_class(&self, infos: &[sql::StatementInfo]) -> Option<Verdict> {
+    /// A review verdict when a statement's class is under review. Preparing runs nothing, so
+    /// `PREPARE p AS ...` is not reviewed; each `EXECUTE p` is, as the text it runs (a name the
+    /// session did not prepare is reviewed, since what it runs is unknown).
+    fn review_class(
+        &self,
+        infos: &[sql::StatementInfo],
+        prepared: &dyn Fn(&str) -> Option<String>,
+        depth: usize,
+    ) -> Option<Verdict> {
         use sql::StatementClass as C;
+        /// `EXECUTE` of a statement that executes another is not valid SQL; bounded anyway.
+        const MAX_EXECUTE_DEPTH: usize = 4;
+        let classes = || {
+            self.review
+                .iter()
+                .find(|r| matches!(r.as_str(), "all" | "write" | "ddl"))
+        };
         for info in infos {
+            if info.prepare.is_some() {
+                continue;
+            }
+            if let Some(name) = info.execute_name() {
+                let text = (depth < MAX_EXECUTE_DEPTH)
+                    .then(|| prepared(name))
+                    .flatten();
+                let verdict = match text {
+                    Some(text) => self.review_class(&sql::analyze(&text), prepared, depth + 1),
+                    None => classes().map(|rule| Verdict::Review {
+                        rule: rule.clone(),
+                        reason: format!(
+                            "EXECUTE of prepared statement `{name}`, which the gateway has not seen prepared"
+                        ),
+                    }),
+                };
+                if verdict.is_some() {
+                    return verdict;
+                }
+                continue;
+            }
             let class = match info.class {
                 C::Write => Some("write"),
                 C::Ddl | C::Admin => Some("ddl"),
@@ -484,6 +521,36 @@ mod cache_tests {
             Verdict::Review { .. }
         ));
         assert!(p.cache().shapes.is_empty());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod execute_review_tests {
+    use super::*;
+
+    fn reviewed(v: &Verdict) -> bool {
+        matches!(v, Verdict::Review { .. })
+    }
+
+    #[test]
+    fn each_execute_of_a_reviewed_statement_is_reviewed_and_preparing_is_not() {
+        let p = Policy::compile(&[], &[], &[], &[], &["write".into()]).unwrap();
+        let texts = |n: &str| (n == "ins").then(|| "INSERT INTO t VALUES ($1)".to_string());
+        let (v, defs) = p.check_sql("PREPARE ins AS INSERT INTO t VALUES ($1)", &texts);
+        assert_eq!(v, Verdict::Allow);
+        assert_eq!(defs.len(), 1);
+        for _ in 0..2 {
+            assert!(reviewed(&p.check_sql("EXECUTE ins(5)", &texts).0));
+        }
+        assert!(reviewed(&p.check_sql("SELECT 1; EXECUTE ins(6)", &texts).0));
+        // A name the session never prepared: what it runs is unknown, so it is reviewed.
+        assert!(reviewed(&p.check_sql("EXECUTE other", &texts).0));
+        let reads = |_: &str| Some("SELECT 1".to_string());
+        assert_eq!(p.check_sql("EXECUTE r", &reads).0, Verdict::Allow);
+        // Without statement classes under review, EXECUTE is judged by the guardrails alone.
+        let none = Policy::compile(&["no-ddl".into()], &[], &[], &[], &[]).unwrap();
+        assert_eq!(none.check_sql("EXECUTE ins(1)", &texts).0, Verdict::Allow);
     }
 }
 

@@ -139,6 +139,49 @@ pub struct Decision {
     pub comment: Option<String>,
 }
 
+/// One statement a review covers, as the reviewer sees it: the masking detectors applied to
+/// its text and to each parameter value (binary values as their text by type).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReviewedStatement {
+    /// The statement text.
+    pub text: String,
+    /// Its bound parameter values, `$1` first (None: NULL).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<Option<String>>,
+    /// What else the reviewer should know (the prepared statement an `EXECUTE` runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The statements as one text (the `statement` of a review, for listings and older clients):
+/// each on its own line, parameters after it as `-- $1 = '...'`.
+pub fn statements_summary(statements: &[ReviewedStatement]) -> String {
+    let mut out = String::new();
+    for (i, st) in statements.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&st.text);
+        if !st.params.is_empty() {
+            out.push_str("  -- ");
+            for (j, p) in st.params.iter().enumerate() {
+                if j > 0 {
+                    out.push_str(", ");
+                }
+                match p {
+                    Some(v) => out.push_str(&format!("${} = '{}'", j + 1, v.replace('\'', "''"))),
+                    None => out.push_str(&format!("${} = NULL", j + 1)),
+                }
+            }
+        }
+        if let Some(note) = &st.note {
+            out.push_str("  -- ");
+            out.push_str(note);
+        }
+    }
+    out
+}
+
 /// A review as stored and shown.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Review {
@@ -156,6 +199,8 @@ pub struct Review {
     pub reason: Option<String>,
     /// The statement, with the masking detectors applied (statement reviews).
     pub statement: Option<String>,
+    /// Every statement the review covers, with its parameters (statement reviews).
+    pub statements: Vec<ReviewedStatement>,
     /// The session holding the statement (statement reviews).
     pub session_id: Option<String>,
     /// Salted digest of the exact statement (see [`statement_digest`]); never shown.
@@ -401,6 +446,7 @@ impl Reviews {
             requester_name: who.name.clone(),
             reason: Some(reason.to_string()),
             statement: None,
+            statements: Vec::new(),
             session_id: None,
             statement_digest: None,
             created_at: now,
@@ -428,6 +474,26 @@ impl Reviews {
         session_id: &str,
         rule: &str,
     ) -> Result<Review, ReviewError> {
+        let shown = [ReviewedStatement {
+            text: statement.to_string(),
+            ..ReviewedStatement::default()
+        }];
+        self.request_statements(conn, who, &shown, exact, session_id, rule)
+            .await
+    }
+
+    /// Files one review covering every statement of `shown` (already masked): a batch the
+    /// session holds whole until it is approved. `exact` is what will run (for a batch, an
+    /// encoding of its texts and parameter values): only its salted digest is stored.
+    pub async fn request_statements(
+        &self,
+        conn: &ConnectionConfig,
+        who: &Identity,
+        shown: &[ReviewedStatement],
+        exact: &str,
+        session_id: &str,
+        rule: &str,
+    ) -> Result<Review, ReviewError> {
         let Some(rc) = conn.review.as_ref() else {
             return Err(ReviewError::Invalid(format!(
                 "{:?} has no review settings",
@@ -440,7 +506,8 @@ impl Reviews {
             requester: who.subject.clone(),
             requester_name: who.name.clone(),
             reason: Some(rule.to_string()),
-            statement: Some(statement.to_string()),
+            statement: Some(statements_summary(shown)),
+            statements: shown.to_vec(),
             session_id: Some(session_id.to_string()),
             statement_digest: Some(statement_digest(exact, None)),
             created_at: now(),
@@ -449,8 +516,21 @@ impl Reviews {
             min_approvals: rc.min_approvals,
             approvers: rc.approvers.clone(),
         };
-        self.file(new, who, json!({ "rule": rule, "session": session_id }))
-            .await
+        // The audit log keeps no statement text (the recording and the review hold it), but a
+        // digest of exactly what the reviewer was shown, so the stored review can be checked
+        // against the hash chain.
+        let shown_json = serde_json::to_vec(shown).unwrap_or_default();
+        let shown_sha256 = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&shown_json))
+        };
+        self.file(
+            new,
+            who,
+            json!({ "rule": rule, "session": session_id, "statements": shown.len(),
+                    "shown_sha256": shown_sha256 }),
+        )
+        .await
     }
 
     /// Stores a new review and audits it. A review whose record cannot be audited is expired at
@@ -668,6 +748,41 @@ impl Reviews {
         )
         .await?;
         Ok(withdrawn)
+    }
+
+    /// The client that held a statement left (or canceled) before it ran: the review is
+    /// withdrawn, also when an approval landed in the same moment (approved → withdrawn), so
+    /// the record never says "approved" for a statement that will not run.
+    async fn give_up(&self, id: ReviewId, who: &Identity) {
+        match self.withdraw(id, who).await {
+            Err(ReviewError::NotPending {
+                state: ReviewState::Approved,
+                ..
+            }) => {}
+            _ => return,
+        }
+        let Ok(review) = self.get(id).await else {
+            return;
+        };
+        if review.kind != ReviewKind::Statement
+            || self
+                .transition(&review, ReviewState::Approved, ReviewState::Withdrawn)
+                .await
+                .is_err()
+        {
+            return;
+        }
+        self.wake(id);
+        if let Ok(withdrawn) = self.get(id).await {
+            let _ = self
+                .audit_event(
+                    "review.withdrawn",
+                    Some(&who.subject),
+                    &withdrawn,
+                    json!({ "was": "approved", "why": "the client left before the statement ran" }),
+                )
+                .await;
+        }
     }
 
     /// Records that an approved statement ran.
@@ -1061,6 +1176,18 @@ impl Reviews {
         filed: impl AsyncFnOnce(ReviewId, String) -> Result<(), String>,
         cancel: impl std::future::Future<Output = Withdrawn>,
     ) -> Result<Option<ReviewId>, NotRun> {
+        self.hold_statements(h, &[], filed, cancel).await
+    }
+
+    /// [`Reviews::hold`] for a review covering several statements (`statements`, as the
+    /// approver sees them; empty: `h.masked` alone).
+    pub async fn hold_statements(
+        &self,
+        h: Hold<'_>,
+        statements: &[ReviewedStatement],
+        filed: impl AsyncFnOnce(ReviewId, String) -> Result<(), String>,
+        cancel: impl std::future::Future<Output = Withdrawn>,
+    ) -> Result<Option<ReviewId>, NotRun> {
         use hoop_shared::exec::ExecReviewMode as Mode;
         if let Mode::Approved { review } = h.mode {
             return match self
@@ -1083,11 +1210,20 @@ impl Reviews {
             .as_ref()
             .map(|r| r.statement_timeout)
             .unwrap_or(Duration::from_secs(300));
+        let one = [ReviewedStatement {
+            text: h.masked.to_string(),
+            ..ReviewedStatement::default()
+        }];
+        let shown = if statements.is_empty() {
+            &one[..]
+        } else {
+            statements
+        };
         let review = self
-            .request_statement(
+            .request_statements(
                 h.connection,
                 h.identity,
-                h.masked,
+                shown,
                 h.exact,
                 h.session_id,
                 h.rule,
@@ -1117,7 +1253,7 @@ impl Reviews {
         let decided = tokio::select! {
             r = self.wait(id, wait) => r.map_err(|e| NotRun::Refused(e.to_string()))?,
             why = cancel => {
-                let _ = self.withdraw(id, h.identity).await;
+                self.give_up(id, h.identity).await;
                 return Err(NotRun::Refused(match why {
                     Withdrawn::Canceled => {
                         format!("the client canceled it; review {id} was withdrawn")

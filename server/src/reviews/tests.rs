@@ -606,3 +606,69 @@ async fn an_approved_statement_runs_once_for_its_requester_and_exact_text() {
         crate::reviews::statement_digest("x", None)
     );
 }
+
+#[tokio::test]
+async fn a_client_leaving_as_its_statement_is_approved_withdraws_it() {
+    use hoop_shared::exec::ExecReviewMode;
+    let e = env().await;
+    let who = alice();
+    let shown = [ReviewedStatement {
+        text: "UPDATE t SET a = $1".into(),
+        params: vec![Some("5".into())],
+        note: None,
+    }];
+    let h = Hold {
+        connection: e.conn("shop"),
+        identity: &who,
+        mode: ExecReviewMode::Hold,
+        masked: "UPDATE t SET a = $1",
+        exact: "\0batch\nUPDATE t SET a = $1\0ab\n",
+        session_id: "s1",
+        rule: "write",
+    };
+    let filed_id = std::sync::Mutex::new(None);
+    let reviews = e.reviews.clone();
+    // The client goes away only once the approval has landed: the cancel must still win the
+    // record (nothing will run), not leave an approved review behind.
+    let cancel = async {
+        let id = loop {
+            if let Some(id) = *filed_id.lock().unwrap() {
+                break id;
+            }
+            tokio::task::yield_now().await;
+        };
+        reviews.approve(id, &bob(), None).await.unwrap();
+        Withdrawn::Canceled
+    };
+    let r = e
+        .reviews
+        .hold_statements(
+            h,
+            &shown,
+            async |id, _| {
+                *filed_id.lock().unwrap() = Some(id);
+                Ok(())
+            },
+            cancel,
+        )
+        .await;
+    assert!(matches!(r, Err(NotRun::Refused(_))), "{r:?}");
+    let id = filed_id.lock().unwrap().unwrap();
+    let review = e.reviews.get(id).await.unwrap();
+    assert_eq!(review.state, ReviewState::Withdrawn);
+    // What the reviewer saw is stored as shown, and its digest is in the audit record.
+    assert_eq!(review.statements, shown);
+    assert!(review.statement.unwrap().contains("$1 = '5'"));
+    let requested = e
+        .audited()
+        .await
+        .into_iter()
+        .find(|a| a["kind"] == "review.requested" && a["details"]["id"] == id)
+        .unwrap();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(serde_json::to_vec(&shown).unwrap()))
+    };
+    assert_eq!(requested["details"]["shown_sha256"], digest.as_str());
+    assert!(!requested.to_string().contains("UPDATE"));
+}

@@ -251,8 +251,10 @@ pub struct NewReview {
     pub requester_name: String,
     /// Why, or the rule that asked for review.
     pub reason: Option<String>,
-    /// The masked statement (statement reviews).
+    /// The masked statement (statement reviews): every statement as one text.
     pub statement: Option<String>,
+    /// Every statement the review covers, as the reviewer sees it (statement reviews).
+    pub statements: Vec<crate::reviews::ReviewedStatement>,
     /// The session holding the statement.
     pub session_id: Option<String>,
     /// Salted digest of the exact statement text (`reviews::statement_digest`), so an approved

@@ -21,7 +21,7 @@ use super::{
     StoreError, UserRecord,
 };
 use crate::policy::MaskCounts;
-use crate::reviews::{Decision, Review, ReviewId, ReviewKind, ReviewState};
+use crate::reviews::{Decision, Review, ReviewId, ReviewKind, ReviewState, ReviewedStatement};
 
 /// SQLite-backed [`Store`].
 #[derive(Clone)]
@@ -447,6 +447,7 @@ fn review_from_row(r: &SqliteRow) -> Result<Review, StoreError> {
         requester: r.try_get("requester")?,
         requester_name: r.try_get("requester_name")?,
         reason: r.try_get("reason")?,
+        statements: statements_from_row(r)?,
         statement: r.try_get("statement")?,
         session_id: r.try_get("session_id")?,
         statement_digest: r.try_get("statement_digest")?,
@@ -462,6 +463,24 @@ fn review_from_row(r: &SqliteRow) -> Result<Review, StoreError> {
         decisions: Vec::new(),
         updated_at: r.try_get("updated_at")?,
     })
+}
+
+/// A review's statements: the stored list, or for reviews filed before there was one, its
+/// `statement` alone.
+fn statements_from_row(r: &SqliteRow) -> Result<Vec<ReviewedStatement>, StoreError> {
+    let json: Option<String> = r.try_get("statements_json")?;
+    if let Some(json) = json {
+        return serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("review statements: {e}")));
+    }
+    let statement: Option<String> = r.try_get("statement")?;
+    Ok(statement
+        .map(|text| ReviewedStatement {
+            text,
+            ..ReviewedStatement::default()
+        })
+        .into_iter()
+        .collect())
 }
 
 fn decision_from_row(r: &SqliteRow) -> Result<(ReviewId, Decision), StoreError> {
@@ -1027,8 +1046,8 @@ impl Store for SqliteStore {
         let res = sqlx::query(
             "INSERT INTO reviews (kind, connection, requester, requester_name, reason, statement, \
              session_id, state, created_at, expires_at, duration_secs, window_ends_at, \
-             min_approvals, approvers_json, updated_at, statement_digest) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, NULL, ?, ?, ?, ?)",
+             min_approvals, approvers_json, updated_at, statement_digest, statements_json) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
         )
         .bind(r.kind.as_str())
         .bind(&r.connection)
@@ -1044,6 +1063,14 @@ impl Store for SqliteStore {
         .bind(groups_to_json(&r.approvers))
         .bind(r.created_at)
         .bind(&r.statement_digest)
+        .bind(if r.statements.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::to_string(&r.statements)
+                    .map_err(|e| StoreError::Corrupt(format!("review statements: {e}")))?,
+            )
+        })
         .execute(&self.pool)
         .await?;
         Ok(res.last_insert_rowid())

@@ -208,6 +208,25 @@ pub fn put_message(out: &mut BytesMut, tag: u8, body: &[u8]) {
     out.put_slice(body);
 }
 
+/// Appends `msg` (a Parse, Bind, Describe or Close) with the statement name that starts `at`
+/// bytes into it replaced by `name`; `old` is the length of the name it replaces. False (and
+/// nothing written) when `msg` is too short for that.
+pub fn put_renamed(out: &mut BytesMut, msg: &[u8], at: usize, old: usize, name: &[u8]) -> bool {
+    let (Some(&tag), Some(head), Some(tail)) = (
+        msg.first(),
+        msg.get(5..at),
+        msg.get(at.saturating_add(old)..),
+    ) else {
+        return false;
+    };
+    out.put_u8(tag);
+    out.put_i32((4 + head.len() + name.len() + tail.len()) as i32);
+    out.put_slice(head);
+    out.put_slice(name);
+    out.put_slice(tail);
+    true
+}
+
 /// Appends an ErrorResponse (or NoticeResponse with `tag = b'N'`).
 pub fn put_error(
     out: &mut BytesMut,
@@ -658,5 +677,31 @@ mod tests {
             let _ = name_after_kind(&data);
             let _ = command_tag(&data);
         }
+    }
+
+    #[test]
+    fn a_renamed_message_is_the_same_message_with_another_name() {
+        let mut bind = BytesMut::new();
+        put_message(&mut bind, b'B', b"p1\0s1\0\0\0\0\x01\0\0\0\x015\0\0");
+        let mut out = BytesMut::new();
+        assert!(put_renamed(&mut out, &bind, 5 + 3, 2, b"__hoop_x_1"));
+        let b = bind_msg(&out).unwrap();
+        assert_eq!((b.portal, b.statement), (&b"p1"[..], &b"__hoop_x_1"[..]));
+        assert_eq!(b.params, vec![Some(&b"5"[..])]);
+        assert_eq!(
+            frame_len(
+                &out,
+                Limits {
+                    max_message: 1 << 20
+                }
+            ),
+            Ok(Some(out.len()))
+        );
+        let mut parse = BytesMut::new();
+        put_message(&mut parse, b'P', b"\0select 1\0\0\0");
+        out.clear();
+        assert!(put_renamed(&mut out, &parse, 5, 0, b"h"));
+        assert_eq!(parse_msg(&out).unwrap(), (&b"h"[..], &b"select 1"[..]));
+        assert!(!put_renamed(&mut out, b"P\0", 5, 0, b"h"));
     }
 }

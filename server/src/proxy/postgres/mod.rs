@@ -3,11 +3,13 @@
 //! the vaulted credential, remaps the cancel key, and relays both directions through the policy
 //! pipeline (see `relay.rs`).
 
+mod batch;
 mod binary;
 pub mod codec;
 pub mod exec;
 mod handoff;
 mod relay;
+mod statements;
 pub mod upstream;
 
 use std::collections::HashMap;
