@@ -936,7 +936,8 @@ async fn unanswered_review_expires(c: &Ctx) -> Outcome {
 }
 
 async fn pipelined_tokio_postgres(c: &Ctx) -> Outcome {
-    let (client, conn) = tokio_postgres::connect(&c.env.tunnel.url, tokio_postgres::NoTls).await?;
+    let (client, conn) =
+        tokio_postgres::connect(&c.env.tunnel.driver_url(), tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     let stmt = client.prepare(INSERT).await?;
     let a = client.execute(&stmt, &[&"pipelined", &"first"]);
