@@ -7,6 +7,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+#[cfg(test)]
+mod cache_props;
 pub mod guardrails;
 pub mod masking;
 pub mod shell;
@@ -344,23 +346,33 @@ impl Policy {
     fn review_class(&self, infos: &[sql::StatementInfo]) -> Option<Verdict> {
         use sql::StatementClass as C;
         for info in infos {
+            // What the gateway cannot check may be anything: under `write` or `ddl` review a
+            // person looks at it (fail closed).
+            let unknown = info.unverifiable.is_some() || info.class == C::Other;
             let class = match info.class {
                 C::Write => Some("write"),
                 C::Ddl | C::Admin => Some("ddl"),
                 C::Read | C::Other => None,
+                C::Session if unknown => None,
                 C::Session => continue,
             };
             for wanted in &self.review {
                 let hit = match wanted.as_str() {
                     "all" => true,
-                    "write" => class == Some("write") || class == Some("ddl"),
-                    "ddl" => class == Some("ddl"),
+                    "write" => unknown || class == Some("write") || class == Some("ddl"),
+                    "ddl" => unknown || class == Some("ddl"),
                     _ => false,
                 };
                 if hit {
+                    let reason = match &info.unverifiable {
+                        Some(why) => {
+                            format!("statements the gateway cannot check need approval ({why})")
+                        }
+                        None => format!("{} statements need approval", info.class.as_str()),
+                    };
                     return Some(Verdict::Review {
                         rule: wanted.clone(),
-                        reason: format!("{} statements need approval", info.class.as_str()),
+                        reason,
                     });
                 }
             }
@@ -512,6 +524,44 @@ mod cache_tests {
         // `SELECT 1` and `SELECT 1 /* x */` are one shape (comments are not tokens the
         // grammar sees).
         assert_eq!(p.cache().shapes.len(), cases.len() - 1);
+    }
+
+    /// Where a number's value decides the verdict, texts of one shape are judged apart.
+    #[test]
+    fn numbers_that_decide_a_verdict_are_not_cached_by_shape() {
+        let p = policy(&[], &["no-unbounded-writes"], &[]);
+        assert_eq!(check(&p, "DELETE FROM t WHERE 1 = 2"), Verdict::Allow);
+        assert!(blocked(&check(&p, "DELETE FROM t WHERE 1 = 1")));
+        assert_eq!(
+            check(&p, "MERGE INTO t USING s ON 1 = 2 WHEN MATCHED THEN DELETE"),
+            Verdict::Allow
+        );
+        assert!(blocked(&check(
+            &p,
+            "MERGE INTO t USING s ON 2 = 2 WHEN MATCHED THEN DELETE"
+        )));
+        assert!(p.cache().shapes.is_empty());
+    }
+
+    /// The reported lexer disagreements, cached or not.
+    #[test]
+    fn lexing_tricks_are_judged_like_the_server_reads_them() {
+        let p = policy(&[], &["no-ddl"], &["write"]);
+        for _ in 0..2 {
+            assert!(blocked(&check(&p, "select $€$ --$€$ ; drop table t")));
+            assert!(matches!(
+                check(&p, "select $€$ --$€$ ; delete from t"),
+                Verdict::Review { .. }
+            ));
+        }
+        // What the gateway cannot check is held for review under `write`.
+        let r = policy(&[], &[], &["write"]);
+        assert!(matches!(
+            check(&r, "set client_encoding = 'SJIS'"),
+            Verdict::Review { .. }
+        ));
+        assert!(matches!(check(&r, "selec 1"), Verdict::Review { .. }));
+        assert_eq!(check(&r, "select 1"), Verdict::Allow);
     }
 
     #[test]

@@ -162,6 +162,30 @@ pub fn cache_key(sql: &str, out: &mut Vec<u8>) -> Option<CacheKey> {
     Some(facts)
 }
 
+/// The tokens of `sql` as (kind, source text unless a number, whether whitespace or a comment
+/// came before), comments left out: what [`cache_key`] encodes, built without the encoding so
+/// tests can hold one against the other.
+#[cfg(test)]
+pub(crate) fn token_stream(sql: &str) -> Option<Vec<(i32, Option<String>, bool)>> {
+    let lexed = Lexed::scan(sql).ok()?;
+    let mut out = Vec::new();
+    let mut prev_end: Option<usize> = None;
+    let mut gap = false;
+    for t in &lexed.tokens {
+        let r = range(t);
+        gap |= prev_end.is_some_and(|p| r.start > p);
+        prev_end = Some(r.end);
+        if is_comment(t.token) {
+            gap = true;
+            continue;
+        }
+        let text = (!is_number(t.token)).then(|| sql.get(r).unwrap_or_default().to_owned());
+        out.push((t.token, text, gap));
+        gap = false;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,

@@ -51,6 +51,8 @@ mod walk;
 use std::ops::Range;
 
 pub use functions::{DANGEROUS_FUNCTIONS, WRITE_FUNCTIONS, has_side_effects, is_side_effect_free};
+#[cfg(test)]
+pub(crate) use lex::token_stream as lex_for_tests;
 pub use lex::{CacheKey, cache_key};
 
 /// Text longer than this (in bytes) is not analyzed and is blocked by every guardrail.
