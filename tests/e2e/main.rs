@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod attack_sql;
 mod audit;
 mod demo;
 mod exec;
@@ -16,5 +17,6 @@ mod identity;
 mod policy;
 mod postgres;
 mod reviews;
+mod sql_oracle;
 mod ssh;
 mod tls;

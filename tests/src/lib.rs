@@ -9,6 +9,8 @@
 //! * [`jwt`]: minting tokens with the provider's committed test key (and with wrong keys,
 //!   wrong algorithms, no signature) for negative tests.
 //! * [`postgres`]: a throwaway PostgreSQL cluster on a loopback port.
+//! * [`pgwire`]: a raw PostgreSQL wire client (every CommandComplete tag, any query bytes,
+//!   pipelined messages).
 //! * [`sshd`]: a real OpenSSH sshd on a loopback port, and the OpenSSH clients driven with a
 //!   password through `SSH_ASKPASS`.
 //!
@@ -23,6 +25,7 @@
 pub mod gateway;
 pub mod jwt;
 pub mod oidc;
+pub mod pgwire;
 pub mod postgres;
 pub mod proc;
 pub mod sshd;

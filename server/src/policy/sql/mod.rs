@@ -601,7 +601,11 @@ fn analyze_text(
             }
             // A reading the grammar rejects runs nothing in a session that reads it so; only
             // the primary reading's failure is reported (and blocked).
-            Err(e) if reading == primary => infos.push(unparsed(sql, tokens, e)),
+            Err(e) if reading == primary => {
+                let mut info = unparsed(sql, tokens, e);
+                info.reading = reading;
+                infos.push(info);
+            }
             Err(_) => {}
         }
     }
