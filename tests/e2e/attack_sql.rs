@@ -816,6 +816,38 @@ async fn sql_attacks_over_the_raw_wire() {
         before == after,
         format!("{before}\n{after}"),
     );
+
+    // The work the analysis did is visible in /metrics.
+    let metrics = lab
+        .env
+        .gw
+        .http()
+        .unwrap()
+        .get(format!("{}/metrics", lab.env.gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(-1.0)
+    };
+    check(
+        "cache lookups and analysis time are in /metrics",
+        value("hoop_sql_cache_lookups_total{result=\"miss\"}") >= 5.0
+            && value("hoop_sql_cache_lookups_total{result=\"shape_hit\"}") >= 1.0
+            && value("hoop_sql_analysis_seconds_count") >= 5.0
+            && value("hoop_sql_analysis_seconds_sum") > 0.0,
+        metrics
+            .lines()
+            .filter(|l| l.contains("sql_"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
