@@ -56,29 +56,6 @@ impl<'a> Lexed<'a> {
         })
     }
 
-    /// Does a dollar-quote tag hold U+FFFD? The gateway receives the text decoded with
-    /// invalid UTF-8 replaced by U+FFFD, so two different tags of invalid bytes would look the
-    /// same to it while the server (with a single-byte client encoding) tells them apart.
-    pub(super) fn has_undecodable_dollar_tag(&self) -> bool {
-        let sconst = Token::Sconst as i32;
-        self.tokens.iter().any(|t| {
-            if t.token != sconst {
-                return false;
-            }
-            let b = self.bytes(t);
-            if b.first() != Some(&b'$') {
-                return false;
-            }
-            let tag_end = b
-                .iter()
-                .skip(1)
-                .position(|&c| c == b'$')
-                .map_or(0, |p| p + 1);
-            std::str::from_utf8(b.get(..tag_end).unwrap_or_default())
-                .is_ok_and(|tag| tag.contains('\u{fffd}'))
-        })
-    }
-
     /// The text of `span` normalised: comments dropped, a single space wherever tokens were
     /// apart, nothing where they touched.
     pub(super) fn normalized(&self, span: Range<usize>) -> String {
@@ -100,6 +77,25 @@ impl<'a> Lexed<'a> {
         }
         out
     }
+}
+
+/// Could a dollar-quote tag in `sql` hold U+FFFD? The gateway receives the text decoded with
+/// invalid UTF-8 replaced by U+FFFD, so two different tags of invalid bytes look the same to it
+/// while the server (in a single-byte client encoding) tells them apart. Read on the raw text, so
+/// it holds for every reading of it: a `$`, tag characters among which a U+FFFD, a `$`.
+pub(super) fn has_undecodable_dollar_tag(sql: &str) -> bool {
+    let mut rest = sql;
+    while let Some(i) = rest.find('$') {
+        rest = rest.get(i + 1..).unwrap_or_default();
+        let tag: &str = rest
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || !c.is_ascii()))
+            .next()
+            .unwrap_or_default();
+        if tag.contains('\u{fffd}') && rest.get(tag.len()..).is_some_and(|r| r.starts_with('$')) {
+            return true;
+        }
+    }
+    false
 }
 
 /// `text` with whitespace runs collapsed to one space and trimmed, for text the scanner
@@ -260,6 +256,20 @@ mod tests {
         ] {
             let k = cache_key(sql, &mut out).unwrap();
             assert_eq!(k.reading_dependent, dependent, "{sql}");
+        }
+    }
+
+    #[test]
+    fn dollar_tags_of_replacement_characters() {
+        for (sql, suspect) in [
+            ("select $\u{fffd}$ x $\u{fffd}$", true),
+            ("select $a\u{fffd}b$ x $a\u{fffd}b$", true),
+            ("select '$\u{fffd}$'", true),
+            ("select '\u{fffd}', $a$ x $a$", false),
+            ("select $1, '\u{fffd}'", false),
+            ("select $\u{fffd} ", false),
+        ] {
+            assert_eq!(has_undecodable_dollar_tag(sql), suspect, "{sql}");
         }
     }
 

@@ -609,10 +609,7 @@ fn analyze_text(
             Err(_) => {}
         }
     }
-    if lexed
-        .as_ref()
-        .is_some_and(lex::Lexed::has_undecodable_dollar_tag)
-    {
+    if sql.contains('\u{fffd}') && lex::has_undecodable_dollar_tag(sql) {
         for info in &mut infos {
             info.mark_unverifiable(
                 "a dollar-quote tag holds bytes that are not UTF-8 (the gateway reads them all \
