@@ -7,7 +7,9 @@
 //! - Its parse functions point the process's stderr (fd 2) at a pipe while they run, to capture
 //!   PostgreSQL's warnings, and put it back afterwards. Two threads doing that at once can leave
 //!   fd 2 pointing at a closed pipe for good (the second restores the first one's pipe), which
-//!   would silently end the gateway's logging. Every call that redirects runs under one lock.
+//!   would silently end the gateway's logging. Every call that redirects runs under one lock,
+//!   and the gateway logs to a copy of fd 2 taken at start (`cmd.rs`), so a line logged by
+//!   another thread during a parse is not swallowed by the pipe.
 //! - A failed parse with `standard_conforming_strings` off leaves that setting off in the
 //!   thread's copy of the global, and the scanner and the PL/pgSQL parser read it. After such a
 //!   failure an empty parse with default options puts it back.
