@@ -564,6 +564,21 @@ mod cache_tests {
         assert_eq!(check(&r, "select 1"), Verdict::Allow);
     }
 
+    /// A PREPARE that reads two ways defines both statements under its name.
+    #[test]
+    fn a_prepare_of_two_readings_remembers_both() {
+        let p = policy(&[], &["no-ddl"], &[]);
+        let (v, defs) = p.check_sql(r"prepare q as select 'a\' || '; drop table t; --'", &|_| {
+            None
+        });
+        assert!(blocked(&v), "{v:?}");
+        let (v, defs2) = p.check_sql(r"prepare q as select 'a\b'", &|_| None);
+        assert_eq!(v, Verdict::Allow);
+        assert!(defs.is_empty() || defs.len() == 1);
+        assert_eq!(defs2.len(), 1, "{defs2:?}");
+        assert!(defs2[0].1.contains(";\n"), "{defs2:?}");
+    }
+
     #[test]
     fn deny_patterns_see_every_number() {
         let declared = [GuardrailConfig {
