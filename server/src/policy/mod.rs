@@ -576,7 +576,7 @@ mod cache_tests {
         assert_eq!(v, Verdict::Allow);
         assert!(defs.is_empty() || defs.len() == 1);
         assert_eq!(defs2.len(), 1, "{defs2:?}");
-        assert!(defs2[0].1.contains(";\n"), "{defs2:?}");
+        assert!(defs2.first().unwrap().1.contains(";\n"), "{defs2:?}");
     }
 
     #[test]
