@@ -429,27 +429,24 @@ impl StatementInfo {
     /// Marks calls of [`DANGEROUS_FUNCTIONS`] (in any notation) as deny kind
     /// `dangerous_functions`, and `pg_notify` as `notify`.
     pub(super) fn flag_listed_functions(&mut self) {
-        let hits: Vec<(String, bool)> = self
+        let dangerous: Vec<String> = self
             .functions
             .iter()
-            .filter(|f| f.notation != Notation::Reference || functions::is_dangerous(&f.name))
-            .filter_map(|f| {
-                if functions::is_dangerous(&f.name) {
-                    Some((f.qualified(), true))
-                } else if f.name == "pg_notify" {
-                    Some((f.qualified(), false))
-                } else {
-                    None
-                }
-            })
+            .filter(|f| functions::is_dangerous(&f.name))
+            .map(FunctionRef::qualified)
             .collect();
-        for (name, dangerous) in hits {
-            if dangerous {
-                self.add_keyword("dangerous_functions", &name);
-            } else {
-                self.add_keyword("notify", &name);
-                self.add_keyword("write", &name);
-            }
+        let notify: Vec<String> = self
+            .functions
+            .iter()
+            .filter(|f| f.name == "pg_notify")
+            .map(FunctionRef::qualified)
+            .collect();
+        for name in dangerous {
+            self.add_keyword("dangerous_functions", &name);
+        }
+        for name in notify {
+            self.add_keyword("notify", &name);
+            self.add_keyword("write", &name);
         }
     }
 }
