@@ -446,9 +446,27 @@ fi
 
 PGBENCH=("$PG_BIN/pgbench" -n -S -c "$BENCH_CLIENTS" -j "$BENCH_JOBS")
 
+# The gateway's SQL analysis counters: "text_hits shape_hits misses analyses seconds".
+sql_stats() {
+    python3 - "$GW_URL/metrics" <<'PY'
+import re, ssl, sys, urllib.request
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+text = urllib.request.urlopen(sys.argv[1], context=ctx, timeout=10).read().decode()
+def value(name):
+    m = re.search(re.escape(name) + r" ([0-9.e+-]+)", text)
+    return m.group(1) if m else "0"
+lookups = 'hoop_sql_cache_lookups_total{result="%s"}'
+print(value(lookups % "text_hit"), value(lookups % "shape_hit"), value(lookups % "miss"),
+      value("hoop_sql_analysis_seconds_count"), value("hoop_sql_analysis_seconds_sum"))
+PY
+}
+
 run_pgbench() { # mode path round seconds -> appends to pgbench.tsv unless round is "warmup"
-    local mode=$1 path=$2 round=$3 secs=$4 l0 r0 l1 r1 busy out tps tx failed
+    local mode=$1 path=$2 round=$3 secs=$4 l0 r0 l1 r1 busy out tps tx failed s0="" s1=""
     busy=$(rustc_count)
+    if [[ $path == hoop-policy ]]; then s0=$(sql_stats); fi
     l0=$(ticks_of "${LOCAL[$path]}")
     r0=$(ticks_of "${REMOTE[$path]}")
     out=$("${PGBENCH[@]}" -T "$secs" -M "$mode" "${URL[$path]}" 2>&1) || {
@@ -457,6 +475,7 @@ run_pgbench() { # mode path round seconds -> appends to pgbench.tsv unless round
     }
     l1=$(ticks_of "${LOCAL[$path]}")
     r1=$(ticks_of "${REMOTE[$path]}")
+    if [[ $path == hoop-policy ]]; then s1=$(sql_stats); fi
     tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time).*/\1/p' <<<"$out")
     tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
@@ -471,6 +490,11 @@ run_pgbench() { # mode path round seconds -> appends to pgbench.tsv unless round
     [[ $round == warmup ]] && return 0
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$path" "$round" "$tps" "$tx" "${failed:-0}" \
         $((l1 - l0)) $((r1 - r0)) "$busy" >>"$W/pgbench.tsv"
+    if [[ $path == hoop-policy ]]; then
+        # mode, round, transactions, then the counters before and after the run
+        printf '%s\t%s\t%s\t%s\t%s\n' "$mode" "$round" "$tx" "${s0// /$'\t'}" "${s1// /$'\t'}" \
+            >>"$W/sqlstats.tsv"
+    fi
     log "round $round -M $mode $path: $tps tps"
 }
 
@@ -481,6 +505,7 @@ for path in relay hoop-plain hoop-policy; do
 done
 
 : >"$W/pgbench.tsv"
+: >"$W/sqlstats.tsv"
 for ((round = 1; round <= BENCH_ROUNDS; round++)); do
     for mode in $BENCH_MODES; do
         for path in "${PATHS_ORDER[@]}"; do

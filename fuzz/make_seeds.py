@@ -102,7 +102,42 @@ masking = {
     "seed-plain": b"order 12345 shipped on 2024-01-02 to room 101",
 }
 
-for target, seeds in (("pg_frontend", frontend), ("pg_backend", backend), ("masking", masking)):
+# SQL texts that lex in odd ways: dollar quotes with tags of any bytes, doubled quotes,
+# backslashes (read both ways), U& escapes, nested comments, bodies.
+sql = {
+    "seed-dollar-tag": "select $€$ --$€$ ; drop table t".encode(),
+    "seed-doubled-quotes": b"select 'a'' ; delete from t where id = ''3'' ; select ''b', 1",
+    "seed-backslash": b"select 'a\\'' ; drop table t; -- '",
+    "seed-unicode": b"select U&\"pg!005fread_file\" UESCAPE '!' ('x'), U&'\\0041', E'\\x41'",
+    "seed-comments": b"/* a /* nested */ b */ select 1 -- tail\n; select $$;$$",
+    "seed-functional": b"select ('PG_VERSION'::text).pg_read_file, (pid).pg_terminate_backend from pg_stat_activity",
+    "seed-merge": b"merge into t using s on true when matched then delete",
+    "seed-prepare": b"prepare p as delete from t where id = $1; execute p(1); deallocate p",
+    "seed-do": b"do $x$ begin execute $y$ drop table t $y$; perform pg_sleep(1); end $x$",
+    "seed-copy": b"copy (select * from t) to stdout with (format binary); copy t from program 'x'",
+}
+sql_cache_key = {
+    "seed-collision": b"select 'a'' ; delete from t where id = ''3'' ; select ''b', 1"
+    + b"\xff" + b"select 'a' ; delete from t where id = '3' ; select 'b', 1",
+    "seed-numbers": b"delete from t where 1 = 2\xffdelete from t where 1 = 1",
+    "seed-same": b"select 1 /* x */ + 2\xffselect 3 -- y\n+ 4",
+}
+plpgsql = {
+    "seed-block": b"declare x int := 1; c cursor for select 1; begin perform pg_read_file('x'); "
+    b"x := nextval('s'); if x > 1 then delete from t; end if; execute 'drop table t'; "
+    b"for r in select 1 loop null; end loop; end",
+    "seed-dynamic": b"begin execute 'dr' || 'op table t'; open c for execute q; end",
+    "seed-trigger": b"begin new.a := 1; return new; end;",
+}
+
+for target, seeds in (
+    ("pg_frontend", frontend),
+    ("pg_backend", backend),
+    ("masking", masking),
+    ("sql_analyze", sql),
+    ("sql_cache_key", sql_cache_key),
+    ("sql_plpgsql", plpgsql),
+):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
     for name, data in seeds.items():

@@ -2,6 +2,8 @@
 """Summarise a bench/pg.sh run: summary.py WORKDIR  (reads meta.txt, pgbench.tsv, large.tsv, rss.txt).
 
 pgbench.tsv: mode path round tps transactions failed local_ticks remote_ticks rustc
+sqlstats.tsv: mode round transactions, then the gateway's SQL counters before and after the
+              hoop-policy run (text_hits shape_hits misses analyses analysis_seconds, each)
 large.tsv:   path round bytes seconds local_ticks remote_ticks rustc
 meta.txt, rss.txt: key=value lines
 """
@@ -129,6 +131,30 @@ def main():
                 vals = " ".join(f"{v:.0f}" for v in tps.get((m, x), []))
                 p(f"{m:<10}{LABEL[x]:<19}{vals}")
         p(f"failed transactions over all runs: {failed}")
+        p("")
+
+    stats = rows(os.path.join(w, "sqlstats.tsv"))
+    if stats:
+        p("== SQL analysis on hoop-policy (the gateway's /metrics, all rounds) ==")
+        p("hit rate = statements answered by the verdict cache (exact text or shape) / all judged;")
+        p("parse cost = mean time of one analysis (parse, walk, verdict) on a cache miss")
+        p(f"{'mode':<10}{'judged':>12}{'per txn':>9}{'text hits':>11}{'shape hits':>12}{'misses':>8}"
+          f"{'hit rate':>10}{'parse cost us':>15}")
+        agg = {}
+        for r in stats:
+            mode, tx = r[0], int(r[2])
+            before = [float(x) for x in r[3:8]]
+            after = [float(x) for x in r[8:13]]
+            a = agg.setdefault(mode, [0.0] * 6)
+            a[0] += tx
+            for i in range(5):
+                a[i + 1] += after[i] - before[i]
+        for mode, (tx, text, shape, miss, n, secs) in agg.items():
+            total = text + shape + miss
+            rate = (text + shape) / total if total else 0
+            cost = secs / n * 1e6 if n else 0
+            p(f"{mode:<10}{total:>12.0f}{(total / tx if tx else 0):>9.1f}{text:>11.0f}{shape:>12.0f}"
+              f"{miss:>8.0f}{rate:>10.4f}{cost:>15.1f}")
         p("")
 
     large = rows(os.path.join(w, "large.tsv"))

@@ -211,12 +211,23 @@ fn init_logging(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(log_writer());
     let _ = if json {
         b.json().try_init()
     } else {
         b.try_init()
     };
+}
+
+/// Logs go to a copy of stderr taken at start: libpg_query points fd 2 at a pipe for the few
+/// microseconds of each parse (`policy/sql/pg.rs`), and a line logged by another thread then
+/// would be lost.
+fn log_writer() -> tracing_subscriber::fmt::writer::BoxMakeWriter {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    match rustix::io::dup(std::io::stderr()) {
+        Ok(fd) => BoxMakeWriter::new(std::sync::Arc::new(std::fs::File::from(fd))),
+        Err(_) => BoxMakeWriter::new(std::io::stderr),
+    }
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -68,6 +68,17 @@ impl Default for Metrics {
             "Local logins through a tunnel refused by the gateway (audited once per minute per user and connection)",
             local_logins_refused.clone(),
         );
+        let sql = crate::policy::stats::sql();
+        registry.register(
+            "sql_cache_lookups",
+            "SQL verdict cache lookups by result (text_hit, shape_hit, miss)",
+            sql.lookups.clone(),
+        );
+        registry.register(
+            "sql_analysis_seconds",
+            "Time to analyze and judge one SQL text the verdict cache did not answer",
+            sql.analysis_seconds.clone(),
+        );
         Self {
             registry,
             http_requests,

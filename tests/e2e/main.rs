@@ -10,6 +10,7 @@
 
 mod attack_local;
 mod attack_reviews;
+mod attack_sql;
 mod audit;
 mod demo;
 mod exec;
@@ -18,5 +19,6 @@ mod identity;
 mod policy;
 mod postgres;
 mod reviews;
+mod sql_oracle;
 mod ssh;
 mod tls;

@@ -11,6 +11,8 @@
 //! * [`postgres`]: a throwaway PostgreSQL cluster on a loopback port.
 //! * [`wire`]: a raw PostgreSQL wire client that sends any message sequence and reads every
 //!   answer, for tests that speak the protocol as an attacker would.
+//! * [`pgwire`]: a raw PostgreSQL wire client (every CommandComplete tag, any query bytes,
+//!   pipelined messages).
 //! * [`sshd`]: a real OpenSSH sshd on a loopback port, and the OpenSSH clients driven with a
 //!   password through `SSH_ASKPASS`.
 //!
@@ -25,6 +27,7 @@
 pub mod gateway;
 pub mod jwt;
 pub mod oidc;
+pub mod pgwire;
 pub mod postgres;
 pub mod proc;
 pub mod sshd;

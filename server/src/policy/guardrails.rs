@@ -35,8 +35,8 @@ use serde::Deserialize;
 
 use super::Verdict;
 use super::sql::{
-    DANGEROUS_FUNCTIONS, DENY_KINDS, Reading, StatementClass, StatementInfo, StatementKind,
-    WRITE_FUNCTIONS, analyze,
+    DENY_KINDS, Notation, Reading, StatementClass, StatementInfo, StatementKind, analyze,
+    has_side_effects, is_side_effect_free,
 };
 
 /// Names of the built-in rule sets.
@@ -75,10 +75,15 @@ pub struct GuardrailConfig {
     /// session statements; block every statement that does not parse.
     #[serde(default)]
     pub read_only: bool,
-    /// Function names to deny wherever they are called (case-insensitive,
-    /// schema ignored).
+    /// Function names to deny wherever they are called, in any notation
+    /// (`f(x)`, `(x).f`, `t.f`); case-insensitive, schema ignored.
     #[serde(default)]
     pub deny_functions: Vec<String>,
+    /// With `read_only`: functions that may be called besides PostgreSQL's
+    /// built-in functions known to be free of side effects (user functions
+    /// are refused otherwise). Case-insensitive, schema ignored.
+    #[serde(default)]
+    pub allow_functions: Vec<String>,
     /// Extra text added to the block message (e.g. whom to ask).
     #[serde(default)]
     pub message: Option<String>,
@@ -138,6 +143,7 @@ struct RuleSet {
     patterns: Vec<(String, Regex)>,
     read_only: bool,
     deny_functions: Vec<String>,
+    allow_functions: Vec<String>,
     message: Option<String>,
 }
 
@@ -232,7 +238,9 @@ impl Guardrails {
     }
 
     /// Judges statements already analyzed (so a pipeline that also needs the
-    /// classes for reviews analyzes once).
+    /// classes for reviews analyzes once). A `PREPARE p` earlier in `infos`
+    /// defines what a later `EXECUTE p` of the same text runs, ahead of
+    /// `prepared`; a `DEALLOCATE` there forgets it.
     pub fn check_analyzed(
         &self,
         infos: &[StatementInfo],
@@ -247,18 +255,43 @@ impl Guardrails {
         prepared: &dyn Fn(&str) -> Option<String>,
         depth: usize,
     ) -> Verdict {
+        // Prepared earlier in this text; after a DEALLOCATE here, nothing the caller
+        // remembers is looked up either (the server forgot it, the EXECUTE would fail).
+        let mut local: Vec<(&str, &str)> = Vec::new();
+        let mut deallocated = false;
         for info in infos {
             if let Some(name) = info.execute_name() {
-                let verdict = self.check_execute(name, info, prepared, depth);
+                // Both readings of a text may prepare the same name: judge what either does.
+                let here: Vec<&str> = local
+                    .iter()
+                    .filter(|(n, _)| *n == name)
+                    .map(|(_, text)| *text)
+                    .collect();
+                let text = if !here.is_empty() {
+                    (!here.contains(&"")).then(|| here.join(";\n"))
+                } else if deallocated || depth >= MAX_EXECUTE_DEPTH {
+                    None
+                } else {
+                    prepared(name)
+                };
+                let verdict = self.check_execute(name, text, info, prepared, depth);
                 if !is_allowed(&verdict) {
                     return verdict;
                 }
-                continue;
             }
+            // The statement itself too: `CREATE TABLE t AS EXECUTE p` creates a table, and
+            // `EXECUTE p(f(x))` calls `f`.
             for set in &self.sets {
                 if let Some(reason) = set.judge(info) {
                     return set.block(reason);
                 }
+            }
+            if let Some(def) = &info.prepare {
+                local.push((&def.name, &def.text));
+            }
+            if matches!(&info.kind, StatementKind::Other(k) if k == "deallocate") {
+                local.clear();
+                deallocated = true;
             }
         }
         Verdict::Allow
@@ -267,6 +300,7 @@ impl Guardrails {
     fn check_execute(
         &self,
         name: &str,
+        text: Option<String>,
         info: &StatementInfo,
         prepared: &dyn Fn(&str) -> Option<String>,
         depth: usize,
@@ -277,11 +311,6 @@ impl Guardrails {
                 return set.block(reason);
             }
         }
-        let text = if depth < MAX_EXECUTE_DEPTH {
-            prepared(name)
-        } else {
-            None
-        };
         match (text, self.sets.first()) {
             (Some(text), _) => self.check_depth(&analyze(&text), prepared, depth + 1),
             (None, Some(first)) => first.block(format!(
@@ -322,21 +351,12 @@ fn compile_set(set: &GuardrailConfig) -> Result<RuleSet, String> {
             })?;
         patterns.push((pattern.clone(), regex));
     }
-    let mut deny_functions = Vec::with_capacity(set.deny_functions.len());
-    for f in &set.deny_functions {
-        // Schema ignored like in analysis: `pg_catalog.pg_sleep` is `pg_sleep`.
-        let f = f
-            .trim()
-            .rsplit('.')
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if f.is_empty() {
-            return Err(format!(
-                "guardrail `{name}`: empty function name in deny_functions"
-            ));
-        }
-        deny_functions.push(f);
+    let deny_functions = function_names(name, "deny_functions", &set.deny_functions)?;
+    let allow_functions = function_names(name, "allow_functions", &set.allow_functions)?;
+    if !allow_functions.is_empty() && !set.read_only {
+        return Err(format!(
+            "guardrail `{name}`: allow_functions only applies with read_only = true"
+        ));
     }
     Ok(RuleSet {
         name: name.clone(),
@@ -345,8 +365,28 @@ fn compile_set(set: &GuardrailConfig) -> Result<RuleSet, String> {
         patterns,
         read_only: set.read_only,
         deny_functions,
+        allow_functions,
         message: set.message.clone(),
     })
+}
+
+/// Function names of a list in the configuration, folded like PostgreSQL folds unquoted
+/// identifiers; the schema is ignored (`pg_catalog.pg_sleep` is `pg_sleep`), like in analysis.
+fn function_names(set: &str, key: &str, names: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(names.len());
+    for f in names {
+        let f = f
+            .trim()
+            .rsplit('.')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if f.is_empty() {
+            return Err(format!("guardrail `{set}`: empty function name in {key}"));
+        }
+        out.push(f);
+    }
+    Ok(out)
 }
 
 impl RuleSet {
@@ -363,13 +403,24 @@ impl RuleSet {
         }
     }
 
+    /// Does this rule set deny anything at all? One that does blocks what the
+    /// gateway cannot check; one that denies nothing lets everything through.
+    fn could_deny(&self) -> bool {
+        !self.deny.is_empty()
+            || self.deny_unbounded_writes
+            || !self.patterns.is_empty()
+            || self.read_only
+            || !self.deny_functions.is_empty()
+    }
+
     /// Why this rule set blocks `info`, or `None` when it passes.
     fn judge(&self, info: &StatementInfo) -> Option<String> {
         if info.kind == StatementKind::TooLong {
             return Some(format!("{} is not checked", info.label));
         }
         let reason = self
-            .judge_read_only(info)
+            .judge_unverifiable(info)
+            .or_else(|| self.judge_read_only(info))
             .or_else(|| self.judge_kinds(info))
             .or_else(|| self.judge_unbounded(info))
             .or_else(|| self.judge_functions(info))
@@ -383,15 +434,21 @@ impl RuleSet {
         })
     }
 
+    fn judge_unverifiable(&self, info: &StatementInfo) -> Option<String> {
+        let why = info.unverifiable.as_ref()?;
+        if !self.could_deny() {
+            return None;
+        }
+        Some(if info.parsed {
+            format!("{} cannot be checked: {why}", info.label)
+        } else {
+            why.clone()
+        })
+    }
+
     fn judge_read_only(&self, info: &StatementInfo) -> Option<String> {
         if !self.read_only {
             return None;
-        }
-        if !info.parsed {
-            return Some(
-                "statement could not be parsed (read-only allows only statements it can verify)"
-                    .into(),
-            );
         }
         let label = &info.class_label;
         let by_class = match info.class {
@@ -407,31 +464,29 @@ impl RuleSet {
         if let Some(lock) = info.keyword("lock") {
             return Some(format!("{} takes row locks", lock.label));
         }
-        info.functions
-            .iter()
-            .find(|f| {
-                DANGEROUS_FUNCTIONS.contains(&f.as_str()) || WRITE_FUNCTIONS.contains(&f.as_str())
-            })
-            .map(|f| format!("function {f} has side effects"))
+        for f in &info.functions {
+            if has_side_effects(&f.name) {
+                return Some(format!("function {} has side effects", f.qualified()));
+            }
+            let allowed = f.notation != Notation::Call
+                || is_side_effect_free(f.schema.as_deref(), &f.name)
+                || self.allow_functions.contains(&f.name);
+            if !allowed {
+                return Some(format!(
+                    "function {} is not known to be free of side effects (read-only allows \
+                     PostgreSQL's built-in functions that are, and those in allow_functions)",
+                    f.qualified()
+                ));
+            }
+        }
+        None
     }
 
     fn judge_kinds(&self, info: &StatementInfo) -> Option<String> {
         let kw = info.keywords.iter().find(|k| self.deny.contains(&k.kind))?;
-        Some(match (info.parsed, kw.kind) {
-            (true, "dangerous_functions") => format!("function {} is denied", kw.label),
-            (true, _) => format!("{} is denied", kw.label),
-            (false, "dangerous_functions") => {
-                format!(
-                    "statement could not be parsed and contains the denied function {}",
-                    kw.label
-                )
-            }
-            (false, _) => {
-                format!(
-                    "statement could not be parsed and contains the denied keyword {}",
-                    kw.label
-                )
-            }
+        Some(match kw.kind {
+            "dangerous_functions" => format!("function {} is denied", kw.label),
+            _ => format!("{} is denied", kw.label),
         })
     }
 
@@ -439,24 +494,15 @@ impl RuleSet {
         if !self.deny_unbounded_writes {
             return None;
         }
-        let detail = info.unbounded_write.as_ref()?;
-        Some(if info.parsed {
-            detail.clone()
-        } else {
-            format!("statement could not be parsed and contains the denied keyword {detail}")
-        })
+        info.unbounded_write.clone()
     }
 
     fn judge_functions(&self, info: &StatementInfo) -> Option<String> {
         let f = info
             .functions
             .iter()
-            .find(|f| self.deny_functions.iter().any(|d| d == *f))?;
-        Some(if info.parsed {
-            format!("function {f} is denied")
-        } else {
-            format!("statement could not be parsed and contains the denied function {f}")
-        })
+            .find(|f| self.deny_functions.contains(&f.name))?;
+        Some(format!("function {} is denied", f.qualified()))
     }
 
     fn match_patterns(&self, info: &StatementInfo) -> Option<String> {
@@ -720,11 +766,19 @@ mod tests {
             ),
             (
                 "drop tabel x ;;; (",
-                "statement could not be parsed and contains the denied keyword DROP",
+                "statement could not be parsed (syntax error); only statements the gateway can read are allowed",
             ),
             (
                 "DO $$ BEGIN EXECUTE 'drop table t'; END $$",
-                "statement could not be parsed and contains the denied keyword DROP TABLE inside a DO block",
+                "DROP TABLE inside a DO block is denied",
+            ),
+            (
+                "DO $$ BEGIN EXECUTE 'dr' || 'op table t'; END $$",
+                "DO block cannot be checked: it runs SQL built at run time (EXECUTE of an expression that is not a constant string), which the gateway cannot check",
+            ),
+            (
+                "select (pid).pg_terminate_backend from pg_stat_activity",
+                "function pg_terminate_backend is denied",
             ),
         ];
         for (sql, reason) in cases {
@@ -796,33 +850,100 @@ mod tests {
         allowed(&unbounded, "insert into t select * from u");
     }
 
-    /// Known limit, documented: tautologies count as bounded.
+    /// Conditions made of constants bound nothing; other tautologies are a
+    /// known limit, documented.
     #[test]
-    fn known_limit_tautologies_are_allowed() {
+    fn constant_conditions_are_unbounded_other_tautologies_a_known_limit() {
         let g = rules(&["no-unbounded-writes"], &[]);
-        allowed(&g, "update t set a=1 where true");
-        allowed(&g, "delete from t where 1=1");
+        blocked(&g, "update t set a=1 where true");
+        blocked(&g, "delete from t where 1=1");
+        blocked(&g, "delete from t where 'yes'");
+        blocked(&g, "merge into t using s on true when matched then delete");
+        allowed(&g, "delete from t where id > -1");
+        allowed(&g, "delete from t where id is not null or id is null");
     }
 
-    /// Known limit, documented: a side-effecting function not on any list is
-    /// a plain read.
+    /// Read-only allows the functions PostgreSQL declares free of side
+    /// effects, and those the rule set names; user functions are refused.
     #[test]
-    fn known_limit_unlisted_functions_are_reads() {
-        allowed(
-            &rules(&["read-only"], &[]),
+    fn read_only_allows_only_functions_known_free_of_side_effects() {
+        let ro = rules(&["read-only"], &[]);
+        for sql in [
             "select my_function_that_deletes()",
-        );
+            "select public.lower('x')",
+            "select * from my_table_function()",
+            "select pg_try_advisory_lock(1)",
+        ] {
+            blocked(&ro, sql);
+        }
+        for sql in [
+            "select lower(name), count(*), now(), pg_catalog.upper('x') from t group by 1",
+            "select random(), pg_relation_size('t'), generate_series(1, 3)",
+            "select (t).my_field from t",
+        ] {
+            allowed(&ro, sql);
+        }
+        let mine = GuardrailConfig {
+            name: "ro".into(),
+            read_only: true,
+            allow_functions: vec!["app.format_name".into()],
+            ..GuardrailConfig::default()
+        };
+        let g = Guardrails::compile(&[mine]).unwrap();
+        allowed(&g, "select format_name(a) from t");
+        blocked(&g, "select other_function(a) from t");
+        // Only with read_only.
+        let bad = GuardrailConfig {
+            name: "x".into(),
+            allow_functions: vec!["f".into()],
+            ..GuardrailConfig::default()
+        };
+        assert!(Guardrails::compile(&[bad]).is_err());
     }
 
-    /// Decision: in read-only mode any statement that does not parse is
-    /// blocked (fail closed); other rule sets block it only when a denied
-    /// keyword appears.
+    /// What PostgreSQL's grammar rejects is blocked by every rule set that
+    /// can deny something (the server would reject it too); a rule set that
+    /// denies nothing lets it through to the server's own error.
     #[test]
-    fn unparseable_without_denied_keyword() {
-        allowed(&deny(&["drop"]), "selec * from t");
-        blocked(&rules(&["read-only"], &[]), "selec * from t");
-        // Unterminated string: the tokenizer fails, the raw scan still sees DROP.
-        blocked(&deny(&["drop"]), "drop table t; select 'unterminated");
+    fn unparseable_is_blocked_by_every_rule_set_that_can_deny() {
+        for g in [
+            deny(&["drop"]),
+            rules(&["read-only"], &[]),
+            rules(&["no-unbounded-writes"], &[]),
+        ] {
+            blocked(&g, "selec * from t");
+            blocked(&g, "drop table t; select 'unterminated");
+        }
+        let nothing = Guardrails::compile(&[GuardrailConfig {
+            name: "nothing".into(),
+            ..GuardrailConfig::default()
+        }])
+        .unwrap();
+        allowed(&nothing, "selec * from t");
+    }
+
+    /// `PREPARE` and `EXECUTE` in one text: the gateway sees both.
+    #[test]
+    fn execute_of_a_statement_prepared_in_the_same_text() {
+        let g = rules(&["read-only"], &[]);
+        allowed(&g, "prepare p as select 1; execute p");
+        blocked(&g, "prepare p as delete from t where id = 1; execute p");
+        // Prepared here, executed in a later text: the caller remembers it.
+        let v = g.check_with("execute p", |n| (n == "p").then(|| "select 1".into()));
+        assert!(is_allowed(&v));
+        // After DEALLOCATE in the text, nothing remembered is trusted.
+        let v = g.check_with("deallocate p; execute p", |n| {
+            (n == "p").then(|| "select 1".into())
+        });
+        assert!(!is_allowed(&v));
+        // The EXECUTE's own arguments are judged too.
+        let v = g.check_with("execute p(pg_read_file('x'))", |n| {
+            (n == "p").then(|| "select $1".into())
+        });
+        assert!(!is_allowed(&v));
+        let u = rules(&["no-unbounded-writes"], &[]);
+        blocked(&u, "prepare p as delete from t; execute p");
+        allowed(&u, "prepare p as delete from t where id = $1; execute p(1)");
     }
 
     #[test]

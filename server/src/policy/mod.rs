@@ -7,10 +7,23 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+#[cfg(test)]
+mod cache_props;
 pub mod guardrails;
 pub mod masking;
 pub mod shell;
 pub mod sql;
+pub mod stats;
+
+/// How [`Policy::check_sql`] found a text in its cache.
+enum Shape {
+    /// No number in the text: it is cached as itself.
+    Exact,
+    /// Its shape is cached.
+    Hit,
+    /// Its shape, not cached yet.
+    Miss(Box<[u8]>),
+}
 
 /// What happens to a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,28 +88,62 @@ pub struct Policy {
     allowed: Mutex<AllowCache>,
 }
 
-/// Texts and shapes ([`sql::shape`]) of statements a policy allowed, with nothing else in play:
-/// no `PREPARE` or `EXECUTE` (whose verdict depends on what was prepared before). Only `Allow`
-/// is cached: a block or review is rare, and its reason is built afresh each time.
+/// Texts and shapes of statements a policy allowed, with nothing else in play: no `PREPARE`
+/// or `EXECUTE` (whose verdict depends on what was prepared before). Only `Allow` is cached: a
+/// block or review is rare, and its reason is built afresh each time.
+///
+/// A shape is [`sql::cache_key`]: the exact token stream PostgreSQL's scanner reads, comments
+/// left out and numbers blanked, encoded injectively, kept whole (never a hash of it), so two
+/// texts share an entry only when they differ in nothing but number values. Shapes are not
+/// used when a guardrail has deny patterns (a pattern sees the numbers), when the text reads
+/// differently with `standard_conforming_strings` off, or when the analysis looked at a
+/// number's value (`WHERE 1 = 1`).
 #[derive(Default)]
 struct AllowCache {
     /// Exact texts: the same text always gets the same analysis.
     texts: HashSet<Box<str>>,
-    /// Shapes (number literals blanked). Only used when no guardrail has deny patterns, since
-    /// a pattern sees the numbers.
-    shapes: HashSet<Box<str>>,
+    /// Shapes of texts with numbers.
+    shapes: HashSet<Box<[u8]>>,
 }
 
 /// Entries per set; a full set is emptied (cheap, and an application's statements refill it).
 const ALLOW_CACHE_ENTRIES: usize = 4096;
 
+/// Longest text the cache holds (exactly or by shape): far below [`sql::MAX_SQL_BYTES`], so
+/// 4096 entries stay small, and so that two texts of one shape (which differ only in how
+/// their numbers are spelled) are both on the same side of the analysis limits.
+const MAX_CACHED_BYTES: usize = 4096;
+
 impl AllowCache {
-    fn insert(set: &mut HashSet<Box<str>>, key: &str) {
+    fn insert<K: ?Sized + Eq + std::hash::Hash>(set: &mut HashSet<Box<K>>, key: Box<K>) {
         if set.len() >= ALLOW_CACHE_ENTRIES {
             set.clear();
         }
-        set.insert(key.into());
+        set.insert(key);
     }
+}
+
+thread_local! {
+    /// The cache key of the text being judged, built in place: no allocation per message.
+    static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The statements a text prepares, by name. When both readings of the text prepare a name
+/// (`standard_conforming_strings` on and off), the text remembered is both statements, so a
+/// later `EXECUTE` is judged as what either reading prepared.
+fn prepared_defs(infos: &[sql::StatementInfo]) -> Vec<(String, String)> {
+    let mut defs: Vec<(String, String)> = Vec::new();
+    for def in infos.iter().filter_map(|i| i.prepare.as_ref()) {
+        match defs.iter_mut().find(|(name, _)| *name == def.name) {
+            Some((_, text)) if *text != def.text => {
+                text.push_str(";\n");
+                text.push_str(&def.text);
+            }
+            Some(_) => {}
+            None => defs.push((def.name.clone(), def.text.clone())),
+        }
+    }
+    defs
 }
 
 /// The built-in masking set connections may name without declaring it.
@@ -205,6 +252,8 @@ impl Policy {
 
     /// Judges one command (a whole simple-protocol query string, or one Parse). `prepared`
     /// looks up the text of a prepared statement by name, so `EXECUTE p` is judged as `p`.
+    /// Returns the verdict and the statements the command prepares (`PREPARE name AS ...`:
+    /// name and text), which the caller remembers once the command runs.
     pub fn check_sql(
         &self,
         sql: &str,
@@ -213,22 +262,27 @@ impl Policy {
         if self.guardrails.is_none() && self.review.is_empty() {
             return (Verdict::Allow, Vec::new());
         }
+        let stats = stats::sql();
         if self.cache().texts.contains(sql) {
+            stats.text_hits.inc();
             return (Verdict::Allow, Vec::new());
         }
         let by_shape = self.guardrails.as_ref().is_none_or(|g| !g.has_patterns());
-        let (shape, tokens) = sql::shape(sql);
-        if by_shape
-            && let Some((key, _)) = &shape
-            && self.cache().shapes.contains(key.as_str())
-        {
+        let key = self.shape_of(sql, by_shape);
+        if let Some(Shape::Hit) = key {
+            stats.shape_hits.inc();
             return (Verdict::Allow, Vec::new());
         }
-        let infos = sql::analyze_tokenized(sql, tokens);
+        stats.misses.inc();
+        let started = std::time::Instant::now();
+        let infos = sql::analyze(sql);
         let verdict = match &self.guardrails {
             Some(g) => g.check_analyzed(&infos, prepared),
             None => Verdict::Allow,
         };
+        stats
+            .analysis_seconds
+            .observe(started.elapsed().as_secs_f64());
         let verdict = match verdict {
             // A guardrail switched from "block" to "review".
             Verdict::Block { rule, reason } if self.review.contains(&rule) => {
@@ -239,25 +293,51 @@ impl Policy {
                 .unwrap_or(Verdict::Allow),
             other => other,
         };
-        let defs = infos
-            .iter()
-            .filter_map(|i| i.prepare.as_ref().map(|p| (p.name.clone(), p.text.clone())))
-            .collect::<Vec<_>>();
+        let defs = prepared_defs(&infos);
+        if verdict == Verdict::Allow {
+            self.remember(sql, key, &infos);
+        }
+        (verdict, defs)
+    }
+
+    /// Looks `sql` up by shape. `None` when it is not cached by shape (too long, the scanner
+    /// rejects it, no number in it, or its reading depends on `standard_conforming_strings`).
+    fn shape_of(&self, sql: &str, by_shape: bool) -> Option<Shape> {
+        if sql.len() > MAX_CACHED_BYTES {
+            return None;
+        }
+        KEY.with_borrow_mut(|key| {
+            let facts = sql::cache_key(sql, key)?;
+            if !facts.numbers {
+                return Some(Shape::Exact);
+            }
+            if !by_shape || facts.reading_dependent {
+                return None;
+            }
+            if self.cache().shapes.contains(key.as_slice()) {
+                Some(Shape::Hit)
+            } else {
+                Some(Shape::Miss(key.as_slice().into()))
+            }
+        })
+    }
+
+    /// Caches an allowed text, by shape when its shape may stand for it.
+    fn remember(&self, sql: &str, key: Option<Shape>, infos: &[sql::StatementInfo]) {
         let plain = infos
             .iter()
             .all(|i| i.prepare.is_none() && i.execute_name().is_none());
-        if verdict == Verdict::Allow
-            && plain
-            && let Some((key, numbers)) = shape
-        {
-            let mut cache = self.cache();
-            if !numbers {
-                AllowCache::insert(&mut cache.texts, sql);
-            } else if by_shape {
-                AllowCache::insert(&mut cache.shapes, &key);
-            }
+        if !plain {
+            return;
         }
-        (verdict, defs)
+        let mut cache = self.cache();
+        match key {
+            Some(Shape::Exact) => AllowCache::insert(&mut cache.texts, sql.into()),
+            Some(Shape::Miss(shape)) if !infos.iter().any(|i| i.numbers_matter) => {
+                AllowCache::insert(&mut cache.shapes, shape);
+            }
+            _ => {}
+        }
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, AllowCache> {
@@ -303,23 +383,33 @@ impl Policy {
                 }
                 continue;
             }
+            // What the gateway cannot check may be anything: under `write` or `ddl` review a
+            // person looks at it (fail closed).
+            let unknown = info.unverifiable.is_some() || info.class == C::Other;
             let class = match info.class {
                 C::Write => Some("write"),
                 C::Ddl | C::Admin => Some("ddl"),
                 C::Read | C::Other => None,
+                C::Session if unknown => None,
                 C::Session => continue,
             };
             for wanted in &self.review {
                 let hit = match wanted.as_str() {
                     "all" => true,
-                    "write" => class == Some("write") || class == Some("ddl"),
-                    "ddl" => class == Some("ddl"),
+                    "write" => unknown || class == Some("write") || class == Some("ddl"),
+                    "ddl" => unknown || class == Some("ddl"),
                     _ => false,
                 };
                 if hit {
+                    let reason = match &info.unverifiable {
+                        Some(why) => {
+                            format!("statements the gateway cannot check need approval ({why})")
+                        }
+                        None => format!("{} statements need approval", info.class.as_str()),
+                    };
                     return Some(Verdict::Review {
                         rule: wanted.clone(),
-                        reason: format!("{} statements need approval", info.class.as_str()),
+                        reason,
                     });
                 }
             }
@@ -468,7 +558,62 @@ mod cache_tests {
         }
         // Same shape, other numbers: served from the cache, still allowed.
         assert_eq!(check(&p, "DELETE FROM t WHERE id = 99999"), Verdict::Allow);
-        assert_eq!(p.cache().shapes.len(), cases.len());
+        // `SELECT 1` and `SELECT 1 /* x */` are one shape (comments are not tokens the
+        // grammar sees).
+        assert_eq!(p.cache().shapes.len(), cases.len() - 1);
+    }
+
+    /// Where a number's value decides the verdict, texts of one shape are judged apart.
+    #[test]
+    fn numbers_that_decide_a_verdict_are_not_cached_by_shape() {
+        let p = policy(&[], &["no-unbounded-writes"], &[]);
+        assert_eq!(check(&p, "DELETE FROM t WHERE 1 = 2"), Verdict::Allow);
+        assert!(blocked(&check(&p, "DELETE FROM t WHERE 1 = 1")));
+        assert_eq!(
+            check(&p, "MERGE INTO t USING s ON 1 = 2 WHEN MATCHED THEN DELETE"),
+            Verdict::Allow
+        );
+        assert!(blocked(&check(
+            &p,
+            "MERGE INTO t USING s ON 2 = 2 WHEN MATCHED THEN DELETE"
+        )));
+        assert!(p.cache().shapes.is_empty());
+    }
+
+    /// The reported lexer disagreements, cached or not.
+    #[test]
+    fn lexing_tricks_are_judged_like_the_server_reads_them() {
+        let p = policy(&[], &["no-ddl"], &["write"]);
+        for _ in 0..2 {
+            assert!(blocked(&check(&p, "select $€$ --$€$ ; drop table t")));
+            assert!(matches!(
+                check(&p, "select $€$ --$€$ ; delete from t"),
+                Verdict::Review { .. }
+            ));
+        }
+        // What the gateway cannot check is held for review under `write`.
+        let r = policy(&[], &[], &["write"]);
+        assert!(matches!(
+            check(&r, "set client_encoding = 'SJIS'"),
+            Verdict::Review { .. }
+        ));
+        assert!(matches!(check(&r, "selec 1"), Verdict::Review { .. }));
+        assert_eq!(check(&r, "select 1"), Verdict::Allow);
+    }
+
+    /// A PREPARE that reads two ways defines both statements under its name.
+    #[test]
+    fn a_prepare_of_two_readings_remembers_both() {
+        let p = policy(&[], &["no-ddl"], &[]);
+        let (v, defs) = p.check_sql(r"prepare q as select 'a\' || '; drop table t; --'", &|_| {
+            None
+        });
+        assert!(blocked(&v), "{v:?}");
+        let (v, defs2) = p.check_sql(r"prepare q as select 'a\b'", &|_| None);
+        assert_eq!(v, Verdict::Allow);
+        assert!(defs.is_empty() || defs.len() == 1);
+        assert_eq!(defs2.len(), 1, "{defs2:?}");
+        assert!(defs2.first().unwrap().1.contains(";\n"), "{defs2:?}");
     }
 
     #[test]
