@@ -59,15 +59,24 @@
 //!   boundary may pass unmasked.
 
 mod detectors;
+mod hstore;
+mod json;
+mod literal;
 mod stream;
+mod value;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod value_tests;
 
 use serde::{Deserialize, Serialize};
 
 use detectors::{Hit, Plan, Render, Sink};
+pub use hstore::parse_hstore;
+pub use literal::{parse_array, parse_record};
 pub use stream::StreamMasker;
+pub use value::{Field, Masked, Shape};
 
 /// Longest custom replacement accepted.
 const MAX_REPLACEMENT: usize = 256;
@@ -374,6 +383,12 @@ impl Masker {
     /// columns it sees (PostgreSQL gives table OIDs).
     pub fn has_table_rules(&self) -> bool {
         self.columns.iter().any(|c| c.table.is_some())
+    }
+
+    /// True when any column rule exists (JSON and hstore keys, and row types, are then matched
+    /// against the rules too).
+    pub fn has_column_rules(&self) -> bool {
+        !self.columns.is_empty()
     }
 
     /// True when no rule set asks for anything: the adapter can skip masking entirely.
