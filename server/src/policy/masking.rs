@@ -61,6 +61,7 @@
 mod detectors;
 mod hstore;
 mod json;
+pub mod lineage;
 mod literal;
 mod stream;
 mod value;
@@ -389,6 +390,12 @@ impl Masker {
     /// against the rules too).
     pub fn has_column_rules(&self) -> bool {
         !self.columns.is_empty()
+    }
+
+    /// What a column rule replaces a value with when the gateway cannot tell which rule
+    /// applies (a column of a relation it does not know): the first rule's replacement.
+    pub fn default_column_replacement(&self) -> Option<&[u8]> {
+        self.columns.first().map(|c| &*c.replacement)
     }
 
     /// True when no rule set asks for anything: the adapter can skip masking entirely.
