@@ -210,6 +210,9 @@ impl Policy {
         sql: &str,
         prepared: &dyn Fn(&str) -> Option<String>,
     ) -> (Verdict, Vec<(String, String)>) {
+        if let Some(refused) = self.masking_refuses(sql) {
+            return (refused, Vec::new());
+        }
         if self.guardrails.is_none() && self.review.is_empty() {
             return (Verdict::Allow, Vec::new());
         }
@@ -319,6 +322,19 @@ impl Policy {
 }
 
 impl Policy {
+    /// A statement masking cannot let run: a binary-format `COPY ... TO` (its data cannot be
+    /// masked) on a connection with masking.
+    fn masking_refuses(&self, sql: &str) -> Option<Verdict> {
+        (self.masking_active() && masking::lineage::is_binary_copy_to(sql)).then(|| {
+            Verdict::Block {
+                rule: "masking".into(),
+                reason: "COPY in binary format cannot be masked; use COPY ... TO STDOUT in text \
+                         or csv format"
+                    .into(),
+            }
+        })
+    }
+
     /// True when column rules name tables, so results need their table names.
     pub fn needs_table_names(&self) -> bool {
         self.masker.as_ref().is_some_and(|m| m.has_table_rules())

@@ -1,0 +1,505 @@
+//! What masking needs from the target's catalog, loaded once per session on the fresh
+//! connection before the client sees it (only when the connection has masking rules):
+//!
+//! - types (`pg_type`): how each result column's values are written ([`Shape`]): arrays with
+//!   their element type and delimiter, row types with their fields, domains by their base type,
+//!   JSON, hstore, numbers;
+//! - relations and their columns (`pg_class`, `pg_attribute`): the source column of a result
+//!   column, which the RowDescription gives as a table OID and attribute number, so a column
+//!   rule matches the source column whatever the output is called (`select name as n`);
+//! - view definitions (`pg_get_viewdef`), parsed with PostgreSQL's own parser: a view column
+//!   is ruled when its definition reads a ruled column (see `policy::masking::lineage`).
+//!
+//! A relation created after the load (in this session, or a temporary one) is not in the
+//! catalog: its columns are treated as ruled, since the gateway cannot tell what they were made
+//! from. Reconnecting loads the catalog again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::policy::masking::lineage::{self, Col, Relations, Rule};
+use crate::policy::masking::{Field, Masker, Shape};
+
+/// OIDs below this were assigned by initdb: system catalogs and built-in types.
+const FIRST_NORMAL_OID: u32 = 16384;
+
+/// The catalog queries, one simple-protocol query string, one result set each in this order.
+pub const TYPES_QUERY: &str = "select oid, typtype, typcategory, typelem, typdelim, typbasetype, typrelid, typname \
+     from pg_catalog.pg_type";
+/// Relations of every kind that has columns.
+pub const RELATIONS_QUERY: &str = "select c.oid, n.nspname, c.relname, c.relkind from pg_catalog.pg_class c \
+     join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+     where c.relkind in ('r','v','m','p','f','c')";
+/// Columns of the user's relations (system catalogs are matched by name only).
+pub const ATTRIBUTES_QUERY: &str = "select a.attrelid, a.attnum, a.attname, a.atttypid from pg_catalog.pg_attribute a \
+     join pg_catalog.pg_class c on c.oid = a.attrelid \
+     where c.relkind in ('r','v','m','p','f','c') and c.oid >= 16384 \
+     and a.attnum > 0 and not a.attisdropped order by a.attrelid, a.attnum";
+/// View definitions (needed only when column rules exist).
+pub const VIEWS_QUERY: &str = "select c.oid, pg_catalog.pg_get_viewdef(c.oid) from pg_catalog.pg_class c \
+     where c.relkind in ('v','m') and c.oid >= 16384";
+
+/// One result set: rows of text values (None: NULL).
+pub type Rows = Vec<Vec<Option<String>>>;
+
+#[derive(Debug, Clone)]
+struct PgType {
+    typtype: u8,
+    category: u8,
+    elem: u32,
+    delim: u8,
+    base: u32,
+    relid: u32,
+    name: String,
+}
+
+#[derive(Debug, Clone)]
+struct Attr {
+    attnum: i16,
+    name: String,
+    type_oid: u32,
+    rule: Option<Rule>,
+}
+
+#[derive(Debug, Clone)]
+struct Relation {
+    schema: String,
+    /// `schema.name`, what table-qualified rules match.
+    qualified: String,
+    /// Columns in attribute order; None for system relations (not loaded).
+    attrs: Option<Vec<Attr>>,
+    /// A view's definition, parsed.
+    view: Option<pg_query::NodeEnum>,
+}
+
+/// The target's catalog as masking needs it. Built once per session.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// False when the load failed: rules then match by output column name (fail closed).
+    loaded: bool,
+    types: HashMap<u32, PgType>,
+    relations: HashMap<u32, Relation>,
+    by_name: HashMap<String, Vec<u32>>,
+    /// Replacement for columns of relations the catalog does not know.
+    unknown_rule: Option<Rule>,
+    /// Shapes built so far, by type OID.
+    shapes: HashMap<u32, Arc<Shape>>,
+}
+
+/// Where the value of a result column comes from, as far as column rules are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Decided: the column's rule (None: not ruled).
+    Decided(Option<Rule>),
+    /// An expression with no source column: the statement's lineage decides.
+    Expression,
+}
+
+fn oid(v: Option<&Option<String>>) -> Option<u32> {
+    v?.as_deref()?.parse().ok()
+}
+
+fn text(v: Option<&Option<String>>) -> Option<String> {
+    v?.clone()
+}
+
+fn byte(v: Option<&Option<String>>) -> u8 {
+    v.and_then(|s| s.as_deref())
+        .and_then(|s| s.bytes().next())
+        .unwrap_or(0)
+}
+
+impl Catalog {
+    /// A catalog that knows nothing: column rules match by output column name, and values'
+    /// shapes come from the built-in types only.
+    pub fn unloaded(masker: &Masker) -> Self {
+        Catalog {
+            unknown_rule: masker.default_column_replacement().map(Arc::from),
+            ..Catalog::default()
+        }
+    }
+
+    /// Builds the catalog from the result sets of [`TYPES_QUERY`], [`RELATIONS_QUERY`],
+    /// [`ATTRIBUTES_QUERY`] and (optionally) [`VIEWS_QUERY`], and decides every column's rule.
+    pub fn build(masker: &Masker, types: Rows, relations: Rows, attrs: Rows, views: Rows) -> Self {
+        let mut c = Catalog::unloaded(masker);
+        c.loaded = true;
+        for r in types {
+            let Some(o) = oid(r.first()) else { continue };
+            c.types.insert(
+                o,
+                PgType {
+                    typtype: byte(r.get(1)),
+                    category: byte(r.get(2)),
+                    elem: oid(r.get(3)).unwrap_or(0),
+                    delim: byte(r.get(4)),
+                    base: oid(r.get(5)).unwrap_or(0),
+                    relid: oid(r.get(6)).unwrap_or(0),
+                    name: text(r.get(7)).unwrap_or_default(),
+                },
+            );
+        }
+        for r in relations {
+            let (Some(o), Some(schema), Some(name)) =
+                (oid(r.first()), text(r.get(1)), text(r.get(2)))
+            else {
+                continue;
+            };
+            c.by_name.entry(name.clone()).or_default().push(o);
+            c.relations.insert(
+                o,
+                Relation {
+                    qualified: format!("{schema}.{name}"),
+                    schema,
+                    attrs: None,
+                    view: None,
+                },
+            );
+        }
+        for r in attrs {
+            let (Some(rel), Some(attnum), Some(name), Some(type_oid)) = (
+                oid(r.first()),
+                r.get(1)
+                    .and_then(|v| v.as_deref())
+                    .and_then(|v| v.parse::<i16>().ok()),
+                text(r.get(2)),
+                oid(r.get(3)),
+            ) else {
+                continue;
+            };
+            if let Some(relation) = c.relations.get_mut(&rel) {
+                let rule = masker
+                    .column_replacement(Some(&relation.qualified), &name)
+                    .map(Arc::from);
+                relation.attrs.get_or_insert_with(Vec::new).push(Attr {
+                    attnum,
+                    name,
+                    type_oid,
+                    rule,
+                });
+            }
+        }
+        for r in views {
+            let (Some(o), Some(def)) = (oid(r.first()), text(r.get(1))) else {
+                continue;
+            };
+            let node = pg_query::parse(&def, pg_query::ParserOptions::DEFAULT)
+                .ok()
+                .and_then(|p| p.protobuf.stmts.into_iter().next())
+                .and_then(|s| s.stmt)
+                .and_then(|n| n.node);
+            if let Some(rel) = c.relations.get_mut(&o) {
+                match node {
+                    Some(n) => rel.view = Some(n),
+                    // A definition that does not parse: every column ruled.
+                    None => {
+                        for a in rel.attrs.iter_mut().flatten() {
+                            a.rule = a.rule.take().or_else(|| c.unknown_rule.clone());
+                        }
+                    }
+                }
+            }
+        }
+        c.resolve_views(masker);
+        c
+    }
+
+    /// Decides the rules of view columns: a column is ruled when its definition reads a ruled
+    /// column (or a rule names the view's own column). Views over views settle over passes,
+    /// starting from "every view column ruled" and only ever un-ruling; a chain deeper than the
+    /// passes allowed stays ruled.
+    fn resolve_views(&mut self, masker: &Masker) {
+        let views: Vec<u32> = self
+            .relations
+            .iter()
+            .filter(|(_, r)| r.view.is_some())
+            .map(|(o, _)| *o)
+            .collect();
+        if views.is_empty() || !masker.has_column_rules() {
+            return;
+        }
+        let start = self.unknown_rule.clone();
+        for v in &views {
+            if let Some(rel) = self.relations.get_mut(v) {
+                for a in rel.attrs.iter_mut().flatten() {
+                    a.rule = start.clone();
+                }
+            }
+        }
+        for _ in 0..views.len().min(16) + 1 {
+            let mut changed = false;
+            let mut next: Vec<(u32, Vec<Option<Rule>>)> = Vec::new();
+            for v in &views {
+                let Some(rel) = self.relations.get(v) else {
+                    continue;
+                };
+                let (Some(node), Some(attrs)) = (&rel.view, &rel.attrs) else {
+                    continue;
+                };
+                let out = lineage::query_outputs(node, self);
+                let n = attrs.len();
+                let rules: Vec<Option<Rule>> = attrs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        masker
+                            .column_replacement(Some(&rel.qualified), &a.name)
+                            .map(Arc::from)
+                            .or_else(|| out.rule_of(i, n).cloned())
+                    })
+                    .collect();
+                if attrs
+                    .iter()
+                    .zip(&rules)
+                    .any(|(a, r)| a.rule.is_some() != r.is_some())
+                {
+                    changed = true;
+                }
+                next.push((*v, rules));
+            }
+            for (v, rules) in next {
+                if let Some(attrs) = self.relations.get_mut(&v).and_then(|r| r.attrs.as_mut()) {
+                    for (a, r) in attrs.iter_mut().zip(rules) {
+                        a.rule = r;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// The rule for a result column from its source (table OID and attribute number, 0 when
+    /// it has none) and its output name.
+    pub fn source(&self, masker: &Masker, table_oid: u32, attnum: i16, name: &str) -> Source {
+        if table_oid == 0 {
+            return Source::Expression;
+        }
+        if !self.loaded {
+            return Source::Decided(masker.column_replacement(None, name).map(Arc::from));
+        }
+        match self.relations.get(&table_oid) {
+            Some(rel) => match &rel.attrs {
+                Some(attrs) => match attrs.iter().find(|a| a.attnum == attnum) {
+                    Some(a) => Source::Decided(a.rule.clone()),
+                    None => Source::Decided(
+                        masker
+                            .column_replacement(Some(&rel.qualified), name)
+                            .map(Arc::from),
+                    ),
+                },
+                None => Source::Decided(
+                    masker
+                        .column_replacement(Some(&rel.qualified), name)
+                        .map(Arc::from),
+                ),
+            },
+            None if table_oid < FIRST_NORMAL_OID => {
+                Source::Decided(masker.column_replacement(None, name).map(Arc::from))
+            }
+            // Created after the catalog was loaded: what it holds is not known.
+            None => Source::Decided(self.unknown_rule.clone()),
+        }
+    }
+
+    /// The shape of values of a type.
+    pub fn shape(&mut self, type_oid: u32) -> Arc<Shape> {
+        self.shape_at(type_oid, 0)
+    }
+
+    fn shape_at(&mut self, type_oid: u32, depth: usize) -> Arc<Shape> {
+        if let Some(s) = self.shapes.get(&type_oid) {
+            return s.clone();
+        }
+        if depth > 16 {
+            return Arc::new(Shape::Whole);
+        }
+        let shape = match self.types.get(&type_oid).cloned() {
+            None => builtin_shape(type_oid),
+            Some(t) => match (t.typtype, t.category) {
+                (b'd', _) => return self.shape_at(t.base, depth + 1),
+                (_, b'A') if t.elem != 0 => {
+                    let elem = self.shape_at(t.elem, depth + 1);
+                    let delim = self
+                        .types
+                        .get(&t.elem)
+                        .map(|e| e.delim)
+                        .filter(|d| *d != 0)
+                        .unwrap_or(b',');
+                    Shape::Array { elem, delim }
+                }
+                (b'c', _) => self.record_shape(t.relid, depth),
+                (b'r' | b'm', _) => Shape::Whole,
+                (b'e', _) => Shape::Text,
+                (b'p', _) if type_oid == RECORD => Shape::Record(None),
+                (_, b'N') => Shape::Number,
+                (_, b'G') => Shape::Whole,
+                _ if type_oid == JSON || type_oid == JSONB => Shape::Json,
+                _ if t.name == "hstore" => Shape::Hstore,
+                _ => Shape::Text,
+            },
+        };
+        let shape = Arc::new(shape);
+        self.shapes.insert(type_oid, shape.clone());
+        shape
+    }
+
+    fn record_shape(&mut self, relid: u32, depth: usize) -> Shape {
+        let Some(attrs) = self.relations.get(&relid).and_then(|r| r.attrs.clone()) else {
+            return Shape::Record(None);
+        };
+        let fields: Vec<Field> = attrs
+            .iter()
+            .map(|a| Field {
+                shape: (*self.shape_at(a.type_oid, depth + 1)).clone(),
+                rule: a.rule.clone(),
+            })
+            .collect();
+        Shape::Record(Some(fields.into()))
+    }
+
+    /// The columns of a relation named in a COPY statement, in attribute order, with their
+    /// rules and type OIDs. None when the relation is not known.
+    pub fn copy_columns(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Option<Vec<(String, u32, Option<Rule>)>> {
+        let found: Vec<&Relation> = self
+            .by_name
+            .get(name)?
+            .iter()
+            .filter_map(|o| self.relations.get(o))
+            .filter(|r| schema.is_none_or(|s| r.schema == s))
+            .collect();
+        match found.as_slice() {
+            [rel] => rel.attrs.as_ref().map(|attrs| {
+                attrs
+                    .iter()
+                    .map(|a| (a.name.clone(), a.type_oid, a.rule.clone()))
+                    .collect()
+            }),
+            _ => None,
+        }
+    }
+
+    /// How a value of this type is sent in binary format, as far as masking can read it.
+    pub fn binary_kind(&mut self, type_oid: u32) -> BinaryKind {
+        // A domain is sent as its base type.
+        let mut oid = type_oid;
+        for _ in 0..16 {
+            match self.types.get(&oid) {
+                Some(t) if t.typtype == b'd' => oid = t.base,
+                _ => break,
+            }
+        }
+        match oid {
+            16 | 21 | 23 | 26 | 1082 | 1083 | 1114 | 1184 | 1186 | 1266 | 2950 => {
+                return BinaryKind::Harmless;
+            }
+            25 | 1043 | 1042 | 19 | 705 | 142 | 18 => return BinaryKind::Text,
+            JSON => return BinaryKind::Json,
+            JSONB => return BinaryKind::Jsonb,
+            20 | 790 => return BinaryKind::Int8,
+            700 => return BinaryKind::Float4,
+            701 => return BinaryKind::Float8,
+            1700 => return BinaryKind::Numeric,
+            _ => {}
+        }
+        let t = self.types.get(&oid).cloned();
+        match t {
+            Some(t) if t.typtype == b'e' || t.name == "citext" => BinaryKind::Text,
+            _ => match &*self.shape(oid) {
+                Shape::Array { .. } => BinaryKind::Array,
+                Shape::Record(fields) => BinaryKind::Record(fields.clone()),
+                Shape::Hstore => BinaryKind::Hstore,
+                _ => BinaryKind::Opaque,
+            },
+        }
+    }
+
+    /// The rule for a relation the catalog does not know.
+    pub fn unknown_rule(&self) -> Option<&Rule> {
+        self.unknown_rule.as_ref()
+    }
+}
+
+impl Relations for Catalog {
+    fn find(&self, schema: Option<&str>, name: &str) -> Vec<Option<Vec<Col>>> {
+        let Some(oids) = self.by_name.get(name) else {
+            return Vec::new();
+        };
+        oids.iter()
+            .filter_map(|o| self.relations.get(o))
+            .filter(|r| schema.is_none_or(|s| r.schema == s))
+            .map(|r| {
+                r.attrs.as_ref().map(|attrs| {
+                    attrs
+                        .iter()
+                        .map(|a| Col {
+                            name: a.name.clone(),
+                            rule: a.rule.clone(),
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    }
+
+    fn unknown(&self) -> Option<Rule> {
+        self.unknown_rule.clone()
+    }
+}
+
+/// How a binary value is read for masking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BinaryKind {
+    /// Cannot carry anything a detector finds (bool, int4, dates, uuid, ...).
+    Harmless,
+    /// The bytes are the text.
+    Text,
+    /// `json`: the text.
+    Json,
+    /// `jsonb`: a version byte, then the text.
+    Jsonb,
+    /// An 8-byte integer (`int8`, `money`).
+    Int8,
+    /// `float4`.
+    Float4,
+    /// `float8`.
+    Float8,
+    /// `numeric`.
+    Numeric,
+    /// An array: element type and values inside.
+    Array,
+    /// A row: field types and values inside; the fields' rules when the type is a relation's.
+    Record(Option<Arc<[Field]>>),
+    /// `hstore`.
+    Hstore,
+    /// Anything else: cannot be read, withheld.
+    Opaque,
+}
+
+const RECORD: u32 = 2249;
+const JSON: u32 = 114;
+const JSONB: u32 = 3802;
+
+/// Shapes of built-in types, for when the catalog could not be loaded.
+fn builtin_shape(oid: u32) -> Shape {
+    let array = |elem: Shape| Shape::Array {
+        elem: Arc::new(elem),
+        delim: b',',
+    };
+    match oid {
+        20 | 21 | 23 | 26 | 700 | 701 | 790 | 1700 => Shape::Number,
+        1005 | 1007 | 1016 | 1021 | 1022 | 1028 | 1231 | 791 => array(Shape::Number),
+        JSON | JSONB => Shape::Json,
+        199 | 3807 => array(Shape::Json),
+        RECORD => Shape::Record(None),
+        2287 => array(Shape::Record(None)),
+        1009 | 1015 | 1014 | 1003 | 143 => array(Shape::Text),
+        3904 | 3906 | 3908 | 3910 | 3912 | 3926 | 600 | 601 | 602 | 603 | 604 | 718 => Shape::Whole,
+        _ => Shape::Text,
+    }
+}
