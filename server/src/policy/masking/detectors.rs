@@ -295,6 +295,12 @@ pub(crate) fn email_at(v: &[u8], at: usize, floor: usize) -> Option<Email> {
     while start > floor && is_local(byte(v, start - 1)) {
         start -= 1;
     }
+    // Punctuation before the first letter, digit or `_` stays outside the address: it is
+    // almost always the syntax around it (`{ada@example.com,...}` in an array, `'a@b.co'`
+    // quoted), and masking it would break that syntax while hiding nothing.
+    while start < at && !is_alnum(byte(v, start)) && byte(v, start) != b'_' {
+        start += 1;
+    }
     if start == at {
         return None;
     }

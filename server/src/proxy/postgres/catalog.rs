@@ -59,6 +59,9 @@ struct Attr {
     name: String,
     type_oid: u32,
     rule: Option<Rule>,
+    /// Its type is a row type (or an array of one) with a ruled field: an expression over it
+    /// (`who::text`) reads a ruled column.
+    carries: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +179,7 @@ impl Catalog {
                     name,
                     type_oid,
                     rule,
+                    carries: false,
                 });
             }
         }
@@ -200,8 +204,38 @@ impl Catalog {
                 }
             }
         }
+        c.mark_carriers();
         c.resolve_views(masker);
+        // Row types' fields take their relations' final rules.
+        c.shapes.clear();
         c
+    }
+
+    /// Marks columns whose type carries a ruled field.
+    fn mark_carriers(&mut self) {
+        let typed: Vec<(u32, usize, u32)> = self
+            .relations
+            .iter()
+            .flat_map(|(o, r)| {
+                r.attrs
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .filter(|(_, a)| a.type_oid >= FIRST_NORMAL_OID)
+                    .map(move |(i, a)| (*o, i, a.type_oid))
+            })
+            .collect();
+        for (rel, i, type_oid) in typed {
+            let carries = self.shape(type_oid).has_rules();
+            if let Some(a) = self
+                .relations
+                .get_mut(&rel)
+                .and_then(|r| r.attrs.as_mut())
+                .and_then(|a| a.get_mut(i))
+            {
+                a.carries = carries;
+            }
+        }
     }
 
     /// Decides the rules of view columns: a column is ruled when its definition reads a ruled
@@ -439,7 +473,10 @@ impl Relations for Catalog {
                         .iter()
                         .map(|a| Col {
                             name: a.name.clone(),
-                            rule: a.rule.clone(),
+                            rule: a
+                                .rule
+                                .clone()
+                                .or_else(|| a.carries.then(|| self.unknown_rule.clone()).flatten()),
                         })
                         .collect()
                 })
