@@ -39,6 +39,7 @@ const RAW: &[&str] = &[
     "536-22-8457",
     "536228457",
     "wJalrXUtnFEMI",
+    "john doe",
 ];
 
 /// The schema every test adds to the standard `customers` table.
@@ -701,6 +702,66 @@ async fn copy_is_masked_in_every_format_or_refused() {
     ];
     let failures = run_cases(&env, &cases);
     assert_none(&failures, cases.len());
+}
+
+#[tokio::test]
+async fn detectors_find_quoted_addresses_labelled_ssns_and_aws_secret_keys() {
+    let env = env().await;
+    let cases = [
+        Case {
+            attack: "an address with a quoted local part",
+            sql: "select '\"john doe\"@example.com';",
+            expect: Expect::Masked(&["***@example.com"]),
+        },
+        Case {
+            attack: "a quoted local part inside a text[] and a jsonb document",
+            sql: "select array['\"john doe\"@example.com'], jsonb_build_object('to', '\"john doe\"@example.com');",
+            expect: Expect::Masked(&["{\"***@example.com\"}", "{\"to\": \"***@example.com\"}"]),
+        },
+        Case {
+            attack: "nine bare digits after an SSN label",
+            sql: "select 'SSN: 536228457', 'ssn=536228457';",
+            expect: Expect::Masked(&["SSN: *****8457|ssn=*****8457"]),
+        },
+        Case {
+            attack: "an SSN spelled out after its long label",
+            sql: "select 'social security number 536-22-8457';",
+            expect: Expect::Masked(&["social security number ***-**-8457"]),
+        },
+        Case {
+            attack: "an AWS secret access key in credentials-file syntax",
+            sql: "select 'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';",
+            expect: Expect::Masked(&["aws_secret_access_key = [REDACTED:aws_secret_key]"]),
+        },
+        Case {
+            attack: "an AWS secret access key as an environment variable, in COPY output",
+            sql: "copy (select 'AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY') to stdout;",
+            expect: Expect::Masked(&["AWS_SECRET_ACCESS_KEY=[REDACTED:aws_secret_key]"]),
+        },
+        Case {
+            attack: "nine digits with no label are not an SSN (documented limit)",
+            sql: "select 'order 536228457';",
+            expect: Expect::Limit("order 536228457"),
+        },
+    ];
+    let mut failures = run_cases(&env, &cases);
+    // The same through tokio-postgres (binary results).
+    let (client, conn) = tokio_postgres::connect(&env.tunnel.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "select $1::text, $2::text",
+            &[&"SSN: 536228457", &"\"john doe\"@example.com"],
+        )
+        .await
+        .unwrap();
+    let (a, b): (String, String) = (row.get(0), row.get(1));
+    if a != "SSN: *****8457" || b != "***@example.com" {
+        failures.push(format!("binary text results: {a:?} {b:?}"));
+    }
+    assert_none(&failures, cases.len() + 1);
 }
 
 #[tokio::test]

@@ -181,6 +181,9 @@ impl std::fmt::Display for Detector {
 pub enum SecretKind {
     /// AWS access key id (`AKIA…`, `ASIA…`).
     AwsAccessKey,
+    /// AWS secret access key or session token, after its label
+    /// (`aws_secret_access_key = …`, `AWS_SECRET_ACCESS_KEY=…`, `"SecretAccessKey": "…"`).
+    AwsSecretKey,
     /// Google API key (`AIza…`).
     GoogleApiKey,
     /// A PEM private-key block.
@@ -200,6 +203,7 @@ impl SecretKind {
     pub fn label(self) -> &'static str {
         match self {
             SecretKind::AwsAccessKey => "aws_access_key",
+            SecretKind::AwsSecretKey => "aws_secret_key",
             SecretKind::GoogleApiKey => "google_api_key",
             SecretKind::PrivateKey => "private_key",
             SecretKind::Jwt => "jwt",
@@ -532,6 +536,7 @@ impl Masker {
             return buf.len();
         }
         let mut cut = stream::trailing_token_start(buf);
+        cut = self.hold_labels_and_quotes(buf, cut);
         if self.plan.secrets
             && let Some(b) = stream::open_private_key(buf)
         {
@@ -547,6 +552,36 @@ impl Masker {
             match s.start {
                 Some(start) => cut = stream::trailing_token_start(buf.get(..start).unwrap_or(&[])),
                 None => break,
+            }
+        }
+        cut
+    }
+
+    /// Moves a streaming cut back over what a match still to come would need: the label of a
+    /// labelled SSN or AWS secret whose value is being held, and a quoted string that may turn
+    /// out to be an address's local part (`"john doe"@...`).
+    fn hold_labels_and_quotes(&self, buf: &[u8], mut cut: usize) -> usize {
+        if self.plan.ssn
+            && let Some(l) = detectors::ssn_label_start(buf, cut, 0)
+        {
+            cut = l;
+        }
+        if self.plan.secrets
+            && let Some(l) = detectors::aws_label_start(buf, cut, 0)
+        {
+            cut = l;
+        }
+        if self.plan.email {
+            let from = cut.saturating_sub(detectors::QUOTED_LOCAL_MAX + 2);
+            let line_start = buf
+                .get(from..cut)
+                .and_then(|w| memchr::memrchr(b'\n', w))
+                .map_or(from, |n| from + n + 1);
+            if let Some(q) = buf
+                .get(line_start..cut)
+                .and_then(|w| memchr::memchr(b'"', w))
+            {
+                cut = line_start + q;
             }
         }
         cut

@@ -564,3 +564,75 @@ proptest! {
         prop_assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&whole), "input {:?}", value);
     }
 }
+
+#[test]
+fn quoted_local_parts_labelled_ssns_and_aws_secret_keys() {
+    let m = all();
+    for (input, want) in [
+        ("\"john doe\"@example.com", "***@example.com"),
+        ("to: \"j.\\\"x\\\" d\"@example.org;", "to: ***@example.org;"),
+        ("SSN: 536228457", "SSN: *****8457"),
+        ("ssn=536228457,", "ssn=*****8457,"),
+        ("{\"ssn\": \"536228457\"}", "{\"ssn\": \"*****8457\"}"),
+        (
+            "social security number 536-22-8457",
+            "social security number ***-**-8457",
+        ),
+        (
+            "Social Security No. 536228457",
+            "Social Security No. *****8457",
+        ),
+        (
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "aws_secret_access_key = [REDACTED:aws_secret_key]",
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+            "AWS_SECRET_ACCESS_KEY=[REDACTED:aws_secret_key]\n",
+        ),
+        (
+            "\"SecretAccessKey\": \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"",
+            "\"SecretAccessKey\": \"[REDACTED:aws_secret_key]\"",
+        ),
+    ] {
+        assert_eq!(mask(&m, input), want, "{input}");
+        assert!(!m.detects(want.as_bytes()), "{want}");
+    }
+    // Near misses stay.
+    for input in [
+        "order 536228457",
+        "ssn: 000228457",
+        "ssn 9362284570",
+        "\"\"@example.com",
+        "aws_secret_access_key = short",
+        "my_secret_access_keys = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    ] {
+        assert_eq!(mask(&m, input), input, "{input}");
+    }
+}
+
+#[test]
+fn labelled_values_and_quoted_addresses_split_across_stream_reads() {
+    let m = all();
+    for text in [
+        "id 7 SSN: 536228457 done\n",
+        "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+        "mail \"john doe\"@example.com now\n",
+    ] {
+        let v = text.as_bytes();
+        let mut c = MaskCounts::default();
+        let whole = m.mask_value(v, &mut c).unwrap();
+        for cut in 0..=v.len() {
+            let mut s = StreamMasker::new();
+            let mut out = Vec::new();
+            s.push(&m, &v[..cut], &mut out, &mut c);
+            s.push(&m, &v[cut..], &mut out, &mut c);
+            s.finish(&m, &mut out, &mut c);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&whole),
+                "{text:?} cut at {cut}"
+            );
+        }
+    }
+}
