@@ -271,7 +271,7 @@ impl<'a> Analyzer<'a> {
         };
         let mut scope: Vec<Item> = rel.into_iter().collect();
         for f in from {
-            self.from_item(f, &mut scope, outer, depth);
+            self.scope_item(f, &mut scope, outer, depth);
         }
         // RETURNING may say `old` and `new` for the target relation (not part of `*`).
         let mut reach = outer.to_vec();
@@ -302,7 +302,7 @@ impl<'a> Analyzer<'a> {
                 } else {
                     let mut scope = Vec::new();
                     for f in &s.from_clause {
-                        self.from_item(f, &mut scope, outer, depth);
+                        self.scope_item(f, &mut scope, outer, depth);
                     }
                     self.targets(&s.target_list, &scope, outer, depth)
                 }
@@ -373,7 +373,7 @@ impl<'a> Analyzer<'a> {
     }
 
     /// The scope items a FROM entry brings.
-    fn from_item(
+    fn scope_item(
         &mut self,
         node: &protobuf::Node,
         scope: &mut Vec<Item>,
@@ -404,10 +404,10 @@ impl<'a> Analyzer<'a> {
             NodeEnum::JoinExpr(j) => {
                 let start = scope.len();
                 if let Some(l) = &j.larg {
-                    self.from_item(l, scope, outer, depth);
+                    self.scope_item(l, scope, outer, depth);
                 }
                 if let Some(r) = &j.rarg {
-                    self.from_item(r, scope, outer, depth);
+                    self.scope_item(r, scope, outer, depth);
                 }
                 if let Some(a) = &j.alias {
                     // `(a join b) as j`: j names all of it.

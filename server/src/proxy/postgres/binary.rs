@@ -302,8 +302,11 @@ pub fn read_array(v: &[u8]) -> Option<ArrayParts<'_>> {
     (at == v.len()).then_some((elem, header, items))
 }
 
+/// One field of a binary row: its type OID and value (None: NULL).
+type RecordField<'a> = (u32, Option<&'a [u8]>);
+
 /// Splits a binary row: each field's type OID and value.
-pub fn read_record(v: &[u8]) -> Option<Vec<(u32, Option<&[u8]>)>> {
+pub fn read_record(v: &[u8]) -> Option<Vec<RecordField<'_>>> {
     let n = usize::try_from(be_i32(v, 0)?).ok()?;
     if n > v.len() / 8 {
         return None;

@@ -39,6 +39,28 @@ pub const ATTRIBUTES_QUERY: &str = "select a.attrelid, a.attnum, a.attname, a.at
 pub const VIEWS_QUERY: &str = "select c.oid, pg_catalog.pg_get_viewdef(c.oid) from pg_catalog.pg_class c \
      where c.relkind in ('v','m') and c.oid >= 16384";
 
+/// Columns of the planner statistics views that hold sample values of other tables' columns
+/// (`histogram_bounds` of `customers.name` lists names): ruled whenever column rules exist,
+/// since the gateway cannot tell which column's values a row holds.
+const STATS_VALUES: &[(&str, &[&str])] = &[
+    (
+        "pg_catalog.pg_stats",
+        &["most_common_vals", "most_common_elems", "histogram_bounds"],
+    ),
+    ("pg_catalog.pg_stats_ext", &["most_common_vals"]),
+    (
+        "pg_catalog.pg_stats_ext_exprs",
+        &["most_common_vals", "most_common_elems", "histogram_bounds"],
+    ),
+];
+
+fn stats_values(qualified: &str) -> Option<&'static [&'static str]> {
+    STATS_VALUES
+        .iter()
+        .find(|(r, _)| *r == qualified)
+        .map(|(_, cols)| *cols)
+}
+
 /// One result set: rows of text values (None: NULL).
 pub type Rows = Vec<Vec<Option<String>>>;
 
@@ -314,6 +336,9 @@ impl Catalog {
             return Source::Decided(masker.column_replacement(None, name).map(Arc::from));
         }
         match self.relations.get(&table_oid) {
+            Some(rel) if stats_values(&rel.qualified).is_some_and(|c| c.contains(&name)) => {
+                Source::Decided(self.unknown_rule.clone())
+            }
             Some(rel) => match &rel.attrs {
                 Some(attrs) => match attrs.iter().find(|a| a.attnum == attnum) {
                     Some(a) => Source::Decided(a.rule.clone()),
@@ -468,6 +493,22 @@ impl Relations for Catalog {
             .filter_map(|o| self.relations.get(o))
             .filter(|r| schema.is_none_or(|s| r.schema == s))
             .map(|r| {
+                if let Some(values) = stats_values(&r.qualified)
+                    && self.unknown_rule.is_some()
+                {
+                    // Only the sample-value columns are listed: any other reference to the
+                    // view resolves to "a ruled column in reach" (over-masking expressions
+                    // on the statistics views, which is rare and safe).
+                    return Some(
+                        values
+                            .iter()
+                            .map(|c| Col {
+                                name: (*c).to_string(),
+                                rule: self.unknown_rule.clone(),
+                            })
+                            .collect(),
+                    );
+                }
                 r.attrs.as_ref().map(|attrs| {
                     attrs
                         .iter()

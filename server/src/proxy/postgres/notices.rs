@@ -420,7 +420,7 @@ mod tests {
         assert!(mask_parameter(&m, &msg, &mut out, &mut c));
         assert_eq!(codec::body(&out), b"application_name\0***@example.com\0");
         let mut msg = BytesMut::new();
-        codec::put_message(&mut msg, b'S', b"server_version\015.4\0");
+        codec::put_message(&mut msg, b'S', b"server_version\x0015.4\0");
         assert!(!mask_parameter(&m, &msg, &mut BytesMut::new(), &mut c));
     }
 }

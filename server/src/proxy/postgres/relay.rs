@@ -1069,7 +1069,8 @@ impl S2c {
         let binary = body.first() == Some(&1);
         let ncols = body
             .get(1..3)
-            .map_or(0, |n| u16::from_be_bytes([n[0], n[1]]) as usize);
+            .and_then(|n| <[u8; 2]>::try_from(n).ok())
+            .map_or(0, |n| usize::from(u16::from_be_bytes(n)));
         let stmt = self.current_stmt().map(|p| (p.text.clone(), p.tags.len()));
         let decision = rows::copy_plan(
             m,

@@ -52,8 +52,11 @@ pub struct Lineages {
     /// Outputs of cursors (`DECLARE`), by name.
     cursors: HashMap<String, Outputs>,
     /// The last statement text analysed and its statements.
-    last: Option<(Arc<str>, Option<Arc<[Statement]>>)>,
+    last: Option<Analysed>,
 }
+
+/// A statement text and what it was found to hold (None: it does not parse).
+type Analysed = (Arc<str>, Option<Arc<[Statement]>>);
 
 /// Names remembered per kind; beyond, the oldest are forgotten (an unknown name is then judged
 /// conservatively).
