@@ -369,6 +369,16 @@ async fn column_rules_follow_the_source_column() {
             expect: Expect::Masked(&["***@EXAMPLE.COM", "****"]),
         },
         Case {
+            attack: "a procedure's output parameter computed from the ruled column",
+            sql: "create procedure p(inout v text) language plpgsql as $$ begin select name into v from customers where id = 1; end $$; call p(null);",
+            expect: Expect::Masked(&["****"]),
+        },
+        Case {
+            attack: "EXPLAIN and SHOW stay readable under column rules",
+            sql: "explain (costs off) select upper(name) from customers; show search_path;",
+            expect: Expect::Masked(&["Seq Scan on customers", "public"]),
+        },
+        Case {
             attack: "reverse() a column that only detectors protect (documented limit)",
             sql: "select reverse(email) from customers where id = 1;",
             expect: Expect::Limit("moc.elpmaxe@ada"),

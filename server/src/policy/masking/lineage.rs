@@ -152,6 +152,11 @@ fn statement(node: &NodeEnum, rels: &dyn Relations) -> Statement {
         NodeEnum::DeclareCursorStmt(d) => inner(&d.query).map_or(Statement::Other, |o| {
             Statement::Declare(d.portalname.clone(), o)
         }),
+        // A plan or a setting: no table data (EXPLAIN ANALYZE runs the query but returns the
+        // plan). Their columns are not ruled.
+        NodeEnum::ExplainStmt(_) | NodeEnum::VariableShowStmt(_) => {
+            Statement::Rows(Outputs::default())
+        }
         NodeEnum::ExecuteStmt(e) => Statement::Execute(e.name.clone()),
         NodeEnum::FetchStmt(f) => Statement::Fetch(f.portalname.clone()),
         _ => Statement::Other,
@@ -991,6 +996,14 @@ mod tests {
         assert!(matches!(&s[2], Statement::Declare(n, o) if n == "c" && o.any.is_some()));
         assert_eq!(s[3], Statement::Fetch("c".into()));
         assert!(analyze("select from", &Fake).is_none());
+        // Plans and settings carry no table data; a CALL is code, judged conservatively by
+        // the caller (its outputs are not known).
+        assert_eq!(
+            ruled("explain analyze select upper(name) from customers"),
+            "?."
+        );
+        assert_eq!(ruled("show search_path"), "?.");
+        assert_eq!(analyze("call p(null)", &Fake).unwrap()[0], Statement::Other);
     }
 
     #[test]
