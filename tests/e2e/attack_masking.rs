@@ -707,6 +707,11 @@ async fn copy_is_masked_in_every_format_or_refused() {
             expect: Expect::Masked(&["id,name,email", "\"****\""]),
         },
         Case {
+            attack: "COPY in text format with a header line",
+            sql: "copy customers (id, name) to stdout with (header);",
+            expect: Expect::Masked(&["id\tname\n1\t****"]),
+        },
+        Case {
             attack: "COPY one ruled column with a custom delimiter",
             sql: "copy customers (email, name) to stdout with (delimiter '|');",
             expect: Expect::Masked(&["***@example.com|****"]),

@@ -298,13 +298,6 @@ impl Policy {
         self.masker.as_ref().is_some_and(|m| !m.is_empty())
     }
 
-    /// The replacement when a column rule masks this column's whole value.
-    pub fn column_masked(&self, table: Option<&str>, column: &str) -> Option<&[u8]> {
-        self.masker
-            .as_ref()
-            .and_then(|m| m.column_replacement(table, column))
-    }
-
     /// Runs the detectors over a text value. On a match, writes the masked value into `out`
     /// and returns true; otherwise leaves `out` alone and returns false.
     #[inline]
@@ -333,16 +326,6 @@ impl Policy {
                     .into(),
             }
         })
-    }
-
-    /// True when column rules name tables, so results need their table names.
-    pub fn needs_table_names(&self) -> bool {
-        self.masker.as_ref().is_some_and(|m| m.has_table_rules())
-    }
-
-    /// True when a detector would mask something in `value` (no allocation).
-    pub fn detects(&self, value: &[u8]) -> bool {
-        self.masker.as_ref().is_some_and(|m| m.detects(value))
     }
 }
 

@@ -388,7 +388,7 @@ pub struct CopyPlan {
     pub format: CopyFormat,
     /// An action per column.
     pub cols: Vec<ColAction>,
-    /// A CSV header line comes first.
+    /// A header line (column names) comes first.
     pub header_pending: bool,
 }
 
@@ -479,7 +479,7 @@ fn copy_format(copy: &CopyTo) -> (CopyFormat, bool) {
                 delim: first("delimiter", b'\t'),
                 null: opt("null").unwrap_or_else(|| b"\\N".to_vec()),
             },
-            false,
+            header,
         )
     }
 }
