@@ -634,6 +634,88 @@ async fn structured_values_stay_parseable_and_masked() {
     assert_none(&failures, cases.len() + 11);
 }
 
+/// psycopg 3 parses arrays, composites, JSON and hstore itself, from text and from binary
+/// results: what it reads through the gateway has the structure the server sent, masked.
+#[tokio::test]
+async fn psycopg_parses_masked_structured_values() {
+    let env = env().await;
+    let script = hoop_tests::fixtures_dir().join("psycopg_masking.py");
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(&env.tunnel.url)
+        .output()
+        .expect("run /usr/bin/python3 (python3-psycopg)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "psycopg script failed: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut failures = Vec::new();
+    if !leaks(&text).is_empty() {
+        failures.push(format!("raw values reached psycopg: {:?}", leaks(&text)));
+    }
+    for format in ["text", "binary"] {
+        let r = &v[format];
+        let mut check = |what: &str, ok: bool| {
+            if !ok {
+                failures.push(format!("{format}: {what}: {r}"));
+            }
+        };
+        check(
+            "text[] with NULL and quotes",
+            r["tags"]
+                == serde_json::json!(["***@example.com", null, "plain, \"quoted\"", "{brace}"]),
+        );
+        check(
+            "2-d text[]",
+            r["grid"] == serde_json::json!([["***@example.com", "x"], ["y", "***@example.org"]]),
+        );
+        check(
+            "composite[]",
+            r["contacts"]
+                == serde_json::json!([
+                    ["home", "***@example.com", "(***) ***-4567"],
+                    ["work", null, null]
+                ]),
+        );
+        check(
+            "jsonb",
+            r["doc"]["name"] == "****"
+                && r["doc"]["email"] == "***@example.com"
+                && r["doc"]["nested"]["list"] == serde_json::json!(["***@example.org", 7]),
+        );
+        check("json", r["raw"]["email"] == "***@example.org");
+        if format == "text" {
+            check(
+                "hstore",
+                r["attrs"]["name"] == "****"
+                    && r["attrs"]["email"] == "***@example.com"
+                    && r["attrs"]["n"].is_null()
+                    && r["attrs"]["a b"] == "c\"d",
+            );
+        } else {
+            // psycopg has no binary hstore loader: it hands over the bytes.
+            let raw = r["attrs"].as_str().unwrap_or("");
+            check(
+                "binary hstore bytes",
+                raw.contains("****") && raw.contains("***@example.com"),
+            );
+        }
+        check(
+            "array_agg",
+            r["emails"] == serde_json::json!(["***@example.com"]),
+        );
+        check("int8 card withheld", r["digits"].is_null());
+        check("float8 card withheld", r["score"].is_null());
+        let hidden = |x: &serde_json::Value| x.is_null() || *x == "****";
+        check("ruled column", hidden(&r["name"]));
+        check("ruled expression", hidden(&r["shout"]));
+    }
+    assert_none(&failures, 2 * 11 + 1);
+}
+
 #[tokio::test]
 async fn numbers_and_floats_never_carry_a_card() {
     let env = env().await;
