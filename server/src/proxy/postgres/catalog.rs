@@ -581,3 +581,160 @@ fn builtin_shape(oid: u32) -> Shape {
         _ => Shape::Text,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::policy::masking::MaskingConfig;
+
+    fn masker(columns: &[&str]) -> Masker {
+        Masker::compile(&[MaskingConfig {
+            name: "m".into(),
+            detectors: vec!["email".into()],
+            columns: columns.iter().map(|s| s.to_string()).collect(),
+            replacement: None,
+        }])
+        .unwrap()
+    }
+
+    fn row(v: &[&str]) -> Vec<Option<String>> {
+        v.iter()
+            .map(|s| (*s != "NULL").then(|| s.to_string()))
+            .collect()
+    }
+
+    /// `public.customers(id int4, name text, tags text[], who contact)` (oid 16400, row type
+    /// 16401), composite `contact(label text, email text)` (relation 16410, type 16411), views
+    /// `v(n, shout, id)` over customers and `w(loud)` over v.
+    fn catalog(columns: &[&str]) -> (Masker, Catalog) {
+        let m = masker(columns);
+        let types = vec![
+            row(&["23", "b", "N", "0", ",", "0", "0", "int4"]),
+            row(&["25", "b", "S", "0", ",", "0", "0", "text"]),
+            row(&["1009", "b", "A", "25", ",", "0", "0", "_text"]),
+            row(&["603", "b", "G", "600", ";", "0", "0", "box"]),
+            row(&["1020", "b", "A", "603", ",", "0", "0", "_box"]),
+            row(&["3802", "b", "U", "0", ",", "0", "0", "jsonb"]),
+            row(&["16401", "c", "C", "0", ",", "0", "16400", "customers"]),
+            row(&["16411", "c", "C", "0", ",", "0", "16410", "contact"]),
+            row(&["16412", "b", "A", "16411", ",", "0", "0", "_contact"]),
+            row(&["16420", "d", "S", "0", ",", "25", "0", "email_address"]),
+            row(&["16430", "b", "U", "0", ",", "0", "0", "hstore"]),
+        ];
+        let relations = vec![
+            row(&["16400", "public", "customers", "r"]),
+            row(&["16410", "public", "contact", "c"]),
+            row(&["16440", "public", "v", "v"]),
+            row(&["16450", "public", "w", "v"]),
+            row(&["2619", "pg_catalog", "pg_statistic", "r"]),
+            row(&["12000", "pg_catalog", "pg_stats", "v"]),
+        ];
+        let attrs = vec![
+            row(&["16400", "1", "id", "23"]),
+            row(&["16400", "2", "name", "25"]),
+            row(&["16400", "4", "tags", "1009"]),
+            row(&["16400", "5", "who", "16411"]),
+            row(&["16410", "1", "label", "25"]),
+            row(&["16410", "2", "email", "16420"]),
+            row(&["16440", "1", "n", "25"]),
+            row(&["16440", "2", "shout", "25"]),
+            row(&["16440", "3", "id", "23"]),
+            row(&["16450", "1", "loud", "25"]),
+        ];
+        let views = vec![
+            row(&[
+                "16440",
+                " SELECT customers.name AS n, upper(customers.name) AS shout, customers.id FROM customers;",
+            ]),
+            row(&["16450", " SELECT (v.shout || '!'::text) AS loud FROM v;"]),
+        ];
+        let c = Catalog::build(&m, types, relations, attrs, views);
+        (m, c)
+    }
+
+    fn ruled(c: &Catalog, m: &Masker, rel: u32, attnum: i16, name: &str) -> bool {
+        match c.source(m, rel, attnum, name) {
+            Source::Decided(r) => r.is_some(),
+            Source::Expression => panic!("no source"),
+        }
+    }
+
+    #[test]
+    fn rules_follow_the_source_column_through_views() {
+        let (m, c) = catalog(&["customers.name", "contact.email"]);
+        assert!(ruled(&c, &m, 16400, 2, "n"), "an alias of a ruled column");
+        assert!(
+            !ruled(&c, &m, 16400, 1, "name"),
+            "another column output as `name`"
+        );
+        assert!(ruled(&c, &m, 16440, 1, "n") && ruled(&c, &m, 16440, 2, "shout"));
+        assert!(!ruled(&c, &m, 16440, 3, "id"));
+        assert!(ruled(&c, &m, 16450, 1, "loud"), "a view over a view");
+        assert!(
+            ruled(&c, &m, 99999, 1, "x"),
+            "a relation created after the load"
+        );
+        assert!(
+            !ruled(&c, &m, 2619, 1, "starelid"),
+            "a system catalog by name"
+        );
+        assert!(
+            ruled(&c, &m, 12000, 9, "histogram_bounds"),
+            "planner statistics"
+        );
+        assert_eq!(c.source(&m, 0, 0, "x"), Source::Expression);
+        // No column rules: nothing ruled, views not even resolved.
+        let (m, c) = catalog(&[]);
+        assert!(!ruled(&c, &m, 16440, 1, "n"));
+        assert!(!ruled(&c, &m, 99999, 1, "x"));
+    }
+
+    #[test]
+    fn shapes_come_from_pg_type() {
+        let (_, mut c) = catalog(&["contact.email"]);
+        assert_eq!(*c.shape(25), Shape::Text);
+        assert_eq!(*c.shape(23), Shape::Number);
+        assert_eq!(*c.shape(3802), Shape::Json);
+        assert_eq!(*c.shape(16430), Shape::Hstore);
+        assert_eq!(*c.shape(16420), Shape::Text, "a domain is its base type");
+        assert!(matches!(&*c.shape(1020), Shape::Array { delim: b';', .. }));
+        let Shape::Array { elem, .. } = &*c.shape(16412) else {
+            panic!("an array of a composite");
+        };
+        let Shape::Record(Some(fields)) = &**elem else {
+            panic!("the composite's fields");
+        };
+        assert_eq!(fields.len(), 2);
+        assert!(fields[0].rule.is_none() && fields[1].rule.is_some());
+        // The table's row type: `who` carries the composite's rule.
+        assert!(c.shape(16401).has_rules());
+        assert_eq!(c.binary_kind(16420), BinaryKind::Text);
+        assert_eq!(c.binary_kind(1009), BinaryKind::Array);
+        assert_eq!(c.binary_kind(23), BinaryKind::Harmless);
+        assert!(matches!(c.binary_kind(16411), BinaryKind::Record(Some(_))));
+        assert_eq!(c.binary_kind(603), BinaryKind::Opaque);
+        // Nothing loaded: built-in types only.
+        let mut u = Catalog::unloaded(&masker(&[]));
+        assert_eq!(*u.shape(1700), Shape::Number);
+        assert!(matches!(&*u.shape(1009), Shape::Array { .. }));
+        assert_eq!(*u.shape(16411), Shape::Text);
+    }
+
+    #[test]
+    fn lineage_sees_row_typed_columns_and_copy_columns() {
+        let (m, c) = catalog(&["contact.email"]);
+        let stmts = lineage::analyze("select who::text, id from customers", &c).unwrap();
+        let lineage::Statement::Rows(out) = &stmts[0] else {
+            panic!("rows");
+        };
+        assert!(out.rule_of(0, 2).is_some() && out.rule_of(1, 2).is_none());
+        let cols = c.copy_columns(None, "customers").unwrap();
+        assert_eq!(
+            cols.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>(),
+            ["id", "name", "tags", "who"]
+        );
+        assert!(c.copy_columns(Some("other"), "customers").is_none());
+        let _ = m;
+    }
+}

@@ -882,6 +882,55 @@ mod tests {
         assert_eq!(vals[5], None, "bytea cannot be read: withheld");
     }
 
+    fn plan_of(sql: &str, ncols: usize, binary: bool) -> CopyDecision {
+        let m = masker();
+        let mut catalog = Catalog::unloaded(&m);
+        let text: Arc<str> = sql.into();
+        copy_plan(&m, &mut catalog, Some((&text, 0)), ncols, binary)
+    }
+
+    #[test]
+    fn copy_plans_read_the_statement() {
+        let CopyDecision::Mask(p) = plan_of(
+            "copy (select 1, name, upper(name) from customers) to stdout with (format csv, header, delimiter ';', null 'N/A', quote '''')",
+            3,
+            false,
+        ) else {
+            panic!("masked");
+        };
+        assert_eq!(
+            p.format,
+            CopyFormat::Csv {
+                delim: b';',
+                quote: b'\'',
+                escape: b'\'',
+                null: b"N/A".to_vec()
+            }
+        );
+        assert!(p.header_pending);
+        // The catalog knows nothing here: both name columns read a ruled column by lineage
+        // (an unknown relation counts as ruled); the constant does not.
+        assert!(matches!(p.cols[0], ColAction::Shaped(_)));
+        assert!(matches!(p.cols[1], ColAction::Replace(_)));
+        assert!(matches!(p.cols[2], ColAction::Replace(_)));
+        // A relation the catalog does not know: every field ruled.
+        let CopyDecision::Mask(p) = plan_of("copy customers to stdout", 2, false) else {
+            panic!("masked");
+        };
+        assert!(p.cols.iter().all(|c| matches!(c, ColAction::Replace(_))));
+        assert!(matches!(
+            plan_of("copy customers to stdout", 2, true),
+            CopyDecision::Refuse(_)
+        ));
+        // No statement to read, under column rules: refused.
+        let m = masker();
+        let mut catalog = Catalog::unloaded(&m);
+        assert!(matches!(
+            copy_plan(&m, &mut catalog, None, 2, false),
+            CopyDecision::Refuse(_)
+        ));
+    }
+
     fn copy_rows(format: CopyFormat, cols: Vec<ColAction>, line: &str) -> String {
         let m = masker();
         let mut catalog = Catalog::unloaded(&m);
