@@ -55,6 +55,9 @@ pub struct Lineages {
     last: Option<Analysed>,
 }
 
+/// Longest statement text whose lineage is analysed.
+const MAX_ANALYZED: usize = 1 << 20;
+
 /// A statement text and what it was found to hold (None: it does not parse).
 type Analysed = (Arc<str>, Option<Arc<[Statement]>>);
 
@@ -79,7 +82,13 @@ impl Lineages {
         {
             return s.clone();
         }
-        let parsed: Option<Arc<[Statement]>> = lineage::analyze(text, catalog).map(Into::into);
+        // A statement this long is not analysed (its parse tree would cost memory in
+        // proportion): every expression column is then judged conservatively.
+        let parsed: Option<Arc<[Statement]>> = if text.len() > MAX_ANALYZED {
+            None
+        } else {
+            lineage::analyze(text, catalog).map(Into::into)
+        };
         // Remember what PREPARE and DECLARE define, for EXECUTE and FETCH later.
         for s in parsed.iter().flat_map(|s| s.iter()) {
             let (map, name, out) = match s {
