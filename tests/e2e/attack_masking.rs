@@ -13,13 +13,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::postgres::{Env, TARGET_PASSWORD, psql, setup};
 use hoop_tests::gateway::{stderr, stdout};
 
-/// Detectors (the built-in `pii` set) and column rules on `customers.name`, `customers.card`
-/// and every `ssn` column.
+/// Detectors (the built-in `pii` set) and column rules on `customers.name`, `customers.card`,
+/// every `ssn` column, `people.name` (a partitioned table) and `staff.name` (a table with an
+/// inheritance child).
 const CONNECTION: &str = r#"masking = ["pii", "names"]"#;
 const RULES: &str = r#"
 [[masking]]
 name = "names"
-columns = ["customers.name", "customers.card", "*.ssn"]
+columns = ["customers.name", "customers.card", "*.ssn", "people.name", "staff.name"]
 "#;
 
 /// Values that must never reach the client in any form listed.
@@ -70,6 +71,12 @@ insert into profiles
     c
   from customers c where c.id = 1;
 create function leak_names() returns setof text language sql as 'select name from customers';
+create table people (id int, name text) partition by range (id);
+create table people_low partition of people for values from (0) to (100);
+insert into people values (1, 'Ada');
+create table staff (id int, name text);
+create table staff_2024 () inherits (staff);
+insert into staff_2024 values (1, 'Bob');
 "#;
 
 async fn env() -> Env {
@@ -377,6 +384,16 @@ async fn column_rules_follow_the_source_column() {
             attack: "EXPLAIN and SHOW stay readable under column rules",
             sql: "explain (costs off) select upper(name) from customers; show search_path;",
             expect: Expect::Masked(&["Seq Scan on customers", "public"]),
+        },
+        Case {
+            attack: "read a ruled partitioned table through its partition",
+            sql: "select name, upper(name) from people_low;",
+            expect: Expect::Masked(&["****|****"]),
+        },
+        Case {
+            attack: "read a ruled table's rows through an inheritance child",
+            sql: "select name from staff_2024;",
+            expect: Expect::Masked(&["****"]),
         },
         Case {
             attack: "reverse() a column that only detectors protect (documented limit)",

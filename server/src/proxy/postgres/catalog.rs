@@ -35,6 +35,10 @@ pub const ATTRIBUTES_QUERY: &str = "select a.attrelid, a.attnum, a.attname, a.at
      join pg_catalog.pg_class c on c.oid = a.attrelid \
      where c.relkind in ('r','v','m','p','f','c') and c.oid >= 16384 \
      and a.attnum > 0 and not a.attisdropped order by a.attrelid, a.attnum";
+/// Inheritance and partitions: a child table holds its parent's rows, so it takes the
+/// parent's column rules.
+pub const INHERITS_QUERY: &str =
+    "select inhrelid, inhparent from pg_catalog.pg_inherits where inhrelid >= 16384";
 /// View definitions (needed only when column rules exist).
 pub const VIEWS_QUERY: &str = "select c.oid, pg_catalog.pg_get_viewdef(c.oid) from pg_catalog.pg_class c \
      where c.relkind in ('v','m') and c.oid >= 16384";
@@ -145,8 +149,16 @@ impl Catalog {
     }
 
     /// Builds the catalog from the result sets of [`TYPES_QUERY`], [`RELATIONS_QUERY`],
-    /// [`ATTRIBUTES_QUERY`] and (optionally) [`VIEWS_QUERY`], and decides every column's rule.
-    pub fn build(masker: &Masker, types: Rows, relations: Rows, attrs: Rows, views: Rows) -> Self {
+    /// [`ATTRIBUTES_QUERY`], [`INHERITS_QUERY`] and (optionally) [`VIEWS_QUERY`], and decides
+    /// every column's rule.
+    pub fn build(
+        masker: &Masker,
+        types: Rows,
+        relations: Rows,
+        attrs: Rows,
+        inherits: Rows,
+        views: Rows,
+    ) -> Self {
         let mut c = Catalog::unloaded(masker);
         c.loaded = true;
         for r in types {
@@ -205,6 +217,7 @@ impl Catalog {
                 });
             }
         }
+        c.inherit_rules(&inherits);
         for r in views {
             let (Some(o), Some(def)) = (oid(r.first()), text(r.get(1))) else {
                 continue;
@@ -231,6 +244,44 @@ impl Catalog {
         // Row types' fields take their relations' final rules.
         c.shapes.clear();
         c
+    }
+
+    /// A child table (inheritance, a partition) takes its parents' rules for the columns it
+    /// shares with them, through every level (`customers.name` covers `customers_2024.name`).
+    fn inherit_rules(&mut self, inherits: &Rows) {
+        let pairs: Vec<(u32, u32)> = inherits
+            .iter()
+            .filter_map(|r| Some((oid(r.first())?, oid(r.get(1))?)))
+            .collect();
+        for _ in 0..8 {
+            let mut changed = false;
+            for (child, parent) in &pairs {
+                let ruled: Vec<(String, Rule)> = self
+                    .relations
+                    .get(parent)
+                    .and_then(|p| p.attrs.as_ref())
+                    .map(|attrs| {
+                        attrs
+                            .iter()
+                            .filter_map(|a| Some((a.name.clone(), a.rule.clone()?)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let Some(attrs) = self.relations.get_mut(child).and_then(|c| c.attrs.as_mut())
+                else {
+                    continue;
+                };
+                for a in attrs.iter_mut().filter(|a| a.rule.is_none()) {
+                    if let Some((_, r)) = ruled.iter().find(|(n, _)| *n == a.name) {
+                        a.rule = Some(r.clone());
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
     }
 
     /// Marks columns whose type carries a ruled field.
@@ -629,6 +680,8 @@ mod tests {
             row(&["16450", "public", "w", "v"]),
             row(&["2619", "pg_catalog", "pg_statistic", "r"]),
             row(&["12000", "pg_catalog", "pg_stats", "v"]),
+            row(&["16460", "public", "customers_2024", "r"]),
+            row(&["16470", "public", "customers_2024_12", "r"]),
         ];
         let attrs = vec![
             row(&["16400", "1", "id", "23"]),
@@ -641,6 +694,10 @@ mod tests {
             row(&["16440", "2", "shout", "25"]),
             row(&["16440", "3", "id", "23"]),
             row(&["16450", "1", "loud", "25"]),
+            row(&["16460", "1", "id", "23"]),
+            row(&["16460", "2", "name", "25"]),
+            row(&["16470", "1", "name", "25"]),
+            row(&["16470", "2", "id", "23"]),
         ];
         let views = vec![
             row(&[
@@ -649,7 +706,8 @@ mod tests {
             ]),
             row(&["16450", " SELECT (v.shout || '!'::text) AS loud FROM v;"]),
         ];
-        let c = Catalog::build(&m, types, relations, attrs, views);
+        let inherits = vec![row(&["16460", "16400"]), row(&["16470", "16460"])];
+        let c = Catalog::build(&m, types, relations, attrs, inherits, views);
         (m, c)
     }
 
@@ -671,6 +729,12 @@ mod tests {
         assert!(ruled(&c, &m, 16440, 1, "n") && ruled(&c, &m, 16440, 2, "shout"));
         assert!(!ruled(&c, &m, 16440, 3, "id"));
         assert!(ruled(&c, &m, 16450, 1, "loud"), "a view over a view");
+        assert!(ruled(&c, &m, 16460, 2, "name"), "a partition");
+        assert!(
+            ruled(&c, &m, 16470, 1, "name"),
+            "a partition of a partition"
+        );
+        assert!(!ruled(&c, &m, 16470, 2, "id"));
         assert!(
             ruled(&c, &m, 99999, 1, "x"),
             "a relation created after the load"

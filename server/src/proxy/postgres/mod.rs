@@ -249,10 +249,11 @@ async fn load_catalog(
     m: &crate::policy::masking::Masker,
 ) -> catalog::Catalog {
     let mut sql = format!(
-        "{}; {}; {}",
+        "{}; {}; {}; {}",
         catalog::TYPES_QUERY,
         catalog::RELATIONS_QUERY,
-        catalog::ATTRIBUTES_QUERY
+        catalog::ATTRIBUTES_QUERY,
+        catalog::INHERITS_QUERY
     );
     if m.has_column_rules() {
         sql.push_str("; ");
@@ -262,8 +263,9 @@ async fn load_catalog(
         Ok(sets) => {
             let mut sets = sets.into_iter();
             let mut next = || sets.next().unwrap_or_default();
-            let (types, relations, attrs, views) = (next(), next(), next(), next());
-            catalog::Catalog::build(m, types, relations, attrs, views)
+            let (types, relations, attrs, inherits, views) =
+                (next(), next(), next(), next(), next());
+            catalog::Catalog::build(m, types, relations, attrs, inherits, views)
         }
         Err(e) => {
             tracing::warn!(error = %e, "catalog lookup for masking failed");
