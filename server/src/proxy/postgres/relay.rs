@@ -5,16 +5,19 @@
 //! answered by the gateway and never reaches the target. Everything else is forwarded as the
 //! bytes that arrived, batched into one write per read.
 //!
-//! target → client (`server_to_client`): DataRows are masked using the current RowDescription;
-//! CommandComplete / ErrorResponse / ReadyForQuery close statements for the recorder. The
+//! target → client (`server_to_client`): DataRows are masked using the current RowDescription
+//! (`rows.rs`), and errors, notices, notifications, parameter statuses and COPY data are masked
+//! too (`notices.rs`, `rows.rs`); CommandComplete / ErrorResponse / ReadyForQuery close
+//! statements for the recorder. The
 //! gateway's own answers (a blocked statement's error) are merged into this stream in order: the
 //! other direction queues "what the target will answer next" and "what the gateway answers",
 //! and this direction emits the gateway's answers exactly when the target has answered
 //! everything sent before them.
 //!
-//! Known limits (documented in docs/guardrails.md): a blocked statement does not abort the
-//! surrounding transaction on the target; column rules need the table name, which the gateway
-//! learns from table OIDs it looks up once per session.
+//! Known limits (documented in docs/policy.md): a blocked statement does not abort the
+//! surrounding transaction on the target; column rules follow source columns through the
+//! catalog the gateway loads once per session (`catalog.rs`), so relations created later are
+//! masked whole until the client reconnects.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
