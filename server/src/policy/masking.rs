@@ -543,55 +543,71 @@ impl Masker {
             return buf.len();
         }
         let mut cut = stream::trailing_token_start(buf);
-        cut = self.hold_labels_and_quotes(buf, cut);
         if self.plan.secrets
             && let Some(b) = stream::open_private_key(buf)
         {
             // Cut before the token the block is glued to, if any.
             cut = cut.min(stream::trailing_token_start(buf.get(..b).unwrap_or(&[])));
         }
-        // A match that holds non-token bytes (a private-key block, a grouped number) may
-        // still cross the cut: then the cut moves back to its start, and on to the start of
-        // the token that start is glued to, so what precedes is judged as it is in the whole.
-        while cut < buf.len() {
-            let mut s = Spanning { cut, start: None };
-            detectors::scan(&self.plan, buf, &mut s);
-            match s.start {
-                Some(start) => cut = stream::trailing_token_start(buf.get(..start).unwrap_or(&[])),
-                None => break,
+        loop {
+            // A match that holds non-token bytes (a private-key block, a grouped number) may
+            // still cross the cut: then the cut moves back to its start, and on to the start
+            // of the token that start is glued to, so what precedes is judged as it is in the
+            // whole.
+            while cut < buf.len() {
+                let mut s = Spanning { cut, start: None };
+                detectors::scan(&self.plan, buf, &mut s);
+                match s.start {
+                    Some(start) => {
+                        cut = stream::trailing_token_start(buf.get(..start).unwrap_or(&[]))
+                    }
+                    None => break,
+                }
             }
+            // A label or an opening quote just before the cut belongs with what is held.
+            let held = self.hold_labels_and_quotes(buf, cut);
+            if held == cut {
+                return cut;
+            }
+            cut = held;
         }
-        cut
     }
 
     /// Moves a streaming cut back over what a match still to come would need: the label of a
     /// labelled SSN or AWS secret whose value is being held, and a quoted string that may turn
     /// out to be an address's local part (`"john doe"@...`).
-    fn hold_labels_and_quotes(&self, buf: &[u8], mut cut: usize) -> usize {
+    fn hold_labels_and_quotes(&self, buf: &[u8], cut: usize) -> usize {
+        let mut held = cut;
         if self.plan.ssn
-            && let Some(l) = detectors::ssn_label_start(buf, cut, 0)
+            && let Some(l) = detectors::ssn_label_start(buf, held, 0)
+                .or_else(|| detectors::ssn_label_prefix_start(buf, held, 0))
         {
-            cut = l;
+            held = l;
         }
         if self.plan.secrets
-            && let Some(l) = detectors::aws_label_start(buf, cut, 0)
+            && let Some(l) = detectors::aws_label_start(buf, held, 0)
         {
-            cut = l;
+            held = l;
         }
         if self.plan.email {
-            let from = cut.saturating_sub(detectors::QUOTED_LOCAL_MAX + 2);
+            let from = held.saturating_sub(detectors::QUOTED_LOCAL_MAX + 2);
             let line_start = buf
-                .get(from..cut)
+                .get(from..held)
                 .and_then(|w| memchr::memrchr(b'\n', w))
                 .map_or(from, |n| from + n + 1);
             if let Some(q) = buf
-                .get(line_start..cut)
+                .get(line_start..held)
                 .and_then(|w| memchr::memchr(b'"', w))
             {
-                cut = line_start + q;
+                held = line_start + q;
             }
         }
-        cut
+        if held == cut {
+            return cut;
+        }
+        // What precedes the new cut must be judged as it is in the whole: cut before the
+        // token the label or quote is glued to.
+        stream::trailing_token_start(buf.get(..held).unwrap_or(&[]))
     }
 
     pub(crate) fn secret_replacement(&self) -> Option<&[u8]> {

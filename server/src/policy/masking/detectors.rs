@@ -388,6 +388,15 @@ fn chain(v: &[u8], cs: usize) -> (usize, usize) {
     }
 }
 
+/// The start of the digit group that ends at `end`.
+fn last_group_start(v: &[u8], end: usize) -> usize {
+    let mut k = end;
+    while k > 0 && is_digit(byte(v, k - 1)) {
+        k -= 1;
+    }
+    k
+}
+
 /// The start of the next digit group after `end` inside the chain ending at `ce`.
 fn next_group(v: &[u8], end: usize, ce: usize) -> usize {
     let mut q = end;
@@ -549,6 +558,21 @@ pub(crate) fn ssn_label_start(v: &[u8], p: usize, floor: usize) -> Option<usize>
     SSN_LABELS
         .iter()
         .find_map(|l| ends_with_word(v, end, l, floor))
+}
+
+/// The start of the first words of a several-word SSN label (`social `, `social security `)
+/// ending right before `p`: a stream must hold them while the rest may still arrive.
+pub(crate) fn ssn_label_prefix_start(v: &[u8], p: usize, floor: usize) -> Option<usize> {
+    let mut end = p;
+    while end > floor && matches!(byte(v, end - 1), b' ' | b'\t') {
+        end -= 1;
+    }
+    if end == p {
+        return None;
+    }
+    [&b"social security"[..], &b"social"[..]]
+        .iter()
+        .find_map(|w| ends_with_word(v, end, w, floor))
 }
 
 /// Nine bare digits after an SSN label, passing the SSA's rules. None otherwise.
@@ -1008,6 +1032,13 @@ impl<S: Sink> Scanner<'_, S> {
             } else {
                 None
             };
+            // A shorter match whose last group starts a card number gives way to the card
+            // (`000 000 3528-0000-0000-0007`: the card, not a phone number, is what to hide).
+            let found = found.filter(|(_, e, d)| {
+                *d == Detector::CreditCard
+                    || !self.plan.card
+                    || card_at(v, last_group_start(v, *e), ce).is_none()
+            });
             match found {
                 Some((s, e, d))
                     if self.emit(

@@ -484,6 +484,9 @@ fn mixed() -> impl Strategy<Value = String> {
             "[0-9 .()+@*-]{1,24}",
             "[a-zA-Z0-9@._+*-]{1,24}",
             Just("***".to_string()),
+            "\"[a-z .\\\\\"]{1,12}\"@[a-z]{1,8}\\.(com|org)",
+            "(SSN|ssn|Social Security No\\.)[:= #]{0,3}[0-9]{9}",
+            "(aws_secret_access_key|AWS_SECRET_ACCESS_KEY|SecretAccessKey)[ \"=:]{1,4}[A-Za-z0-9/+]{38,42}",
         ],
         0..10,
     )
