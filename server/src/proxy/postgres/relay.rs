@@ -1015,6 +1015,8 @@ struct S2c {
     catalog: Catalog,
     lineages: Lineages,
     scratch: Vec<u8>,
+    /// A masked COPY row (reused).
+    copy_row: Vec<u8>,
     /// The session is being ended by the gateway (grant revoked or expired).
     killed: bool,
     /// The target's real backend key, to cancel what it runs when the session is killed.
@@ -1099,18 +1101,17 @@ impl S2c {
         match &mut self.copy {
             Some(CopyState::Refused(_)) => self.masked.record_withheld(),
             Some(CopyState::Mask(plan)) => {
-                let mut masked = Vec::new();
                 let changed = RowMasker {
                     masker: m,
                     catalog: &mut self.catalog,
                     counts: &mut self.masked,
                     scratch: &mut self.scratch,
                 }
-                .copy_row(plan, codec::body(msg), &mut masked);
+                .copy_row(plan, codec::body(msg), &mut self.copy_row);
                 if !changed {
                     out.extend_from_slice(msg);
-                } else if !masked.is_empty() {
-                    codec::put_message(out, b'd', &masked);
+                } else if !self.copy_row.is_empty() {
+                    codec::put_message(out, b'd', &self.copy_row);
                 }
             }
             Some(CopyState::Plain) | None => out.extend_from_slice(msg),
@@ -1215,6 +1216,7 @@ where
         catalog,
         lineages: Lineages::new(),
         scratch: Vec::new(),
+        copy_row: Vec::new(),
         killed: false,
         backend_key: None,
     };

@@ -302,47 +302,56 @@ impl RowMasker<'_> {
             // The header names columns: detectors only.
             return self.masker.mask_into(data, out, self.counts);
         }
-        let Some(fields) = split_copy_row(&plan.format, data) else {
+        let CopyPlan {
+            format,
+            cols,
+            fields,
+            decoded,
+            ..
+        } = plan;
+        if !split_copy_row(format, data, fields) {
             // Not a row this parser reads: detectors over the line, and nothing of a ruled
             // column passes.
-            if plan.cols.iter().any(|c| matches!(c, ColAction::Replace(_))) {
+            if cols.iter().any(|c| matches!(c, ColAction::Replace(_))) {
                 self.counts.record_withheld();
                 out.clear();
                 return true;
             }
             return self.masker.mask_into(data, out, self.counts);
-        };
+        }
         let mut changed = false;
-        let mut w = Vec::with_capacity(data.len() + 16);
         let mut copied = 0;
-        let mut decoded = Vec::new();
         for (i, f) in fields.iter().enumerate() {
-            let action = plan.cols.get(i).unwrap_or(&ColAction::Detect);
-            let content = match f.value {
-                None => continue,
-                Some(raw) if !f.escaped => raw,
-                Some(raw) => {
-                    decode_copy_field(&plan.format, raw, &mut decoded);
-                    &decoded[..]
-                }
+            if f.null {
+                continue;
+            }
+            let raw = data.get(f.start..f.end).unwrap_or(&[]);
+            let content: &[u8] = if f.escaped {
+                decode_copy_field(format, raw, decoded);
+                decoded
+            } else {
+                raw
             };
+            let action = cols.get(i).unwrap_or(&ColAction::Detect);
             let Some(new) = self.value(action, content) else {
                 continue;
             };
-            changed = true;
-            w.extend_from_slice(data.get(copied..f.start).unwrap_or(&[]));
+            if !changed {
+                changed = true;
+                out.clear();
+                out.reserve(data.len() + 16);
+            }
+            out.extend_from_slice(data.get(copied..f.start).unwrap_or(&[]));
             match new {
-                None => w.extend_from_slice(plan.format.null()),
-                Some(bytes) => encode_copy_field(&plan.format, bytes, &mut w),
+                None => out.extend_from_slice(format.null()),
+                Some(bytes) => encode_copy_field(format, bytes, out),
             }
             copied = f.end;
         }
-        if !changed {
-            return false;
+        if changed {
+            out.extend_from_slice(data.get(copied..).unwrap_or(&[]));
         }
-        w.extend_from_slice(data.get(copied..).unwrap_or(&[]));
-        *out = w;
-        true
+        changed
     }
 }
 
@@ -390,7 +399,7 @@ impl CopyFormat {
     }
 }
 
-/// The plan of one COPY TO STDOUT.
+/// The plan of one COPY TO STDOUT, with the buffers its rows reuse.
 #[derive(Debug, Clone)]
 pub struct CopyPlan {
     /// The row format.
@@ -399,6 +408,23 @@ pub struct CopyPlan {
     pub cols: Vec<ColAction>,
     /// A header line (column names) comes first.
     pub header_pending: bool,
+    /// The current row's fields.
+    fields: Vec<CopyField>,
+    /// A field's decoded content.
+    decoded: Vec<u8>,
+}
+
+impl CopyPlan {
+    /// A plan for rows of `format` with an action per column.
+    pub fn new(format: CopyFormat, cols: Vec<ColAction>, header_pending: bool) -> Self {
+        CopyPlan {
+            format,
+            cols,
+            header_pending,
+            fields: Vec::new(),
+            decoded: Vec::new(),
+        }
+    }
 }
 
 /// What a COPY under masking will do.
@@ -431,22 +457,18 @@ pub fn copy_plan(
                     .into(),
             );
         }
-        return CopyDecision::Mask(CopyPlan {
-            format: CopyFormat::Text {
+        return CopyDecision::Mask(CopyPlan::new(
+            CopyFormat::Text {
                 delim: b'\t',
                 null: b"\\N".to_vec(),
             },
-            cols: vec![ColAction::Shaped(Arc::new(Shape::Unknown)); ncols],
-            header_pending: false,
-        });
+            vec![ColAction::Shaped(Arc::new(Shape::Unknown)); ncols],
+            false,
+        ));
     };
     let (format, header) = copy_format(&copy);
     let cols = copy_columns(masker, catalog, &copy, ncols);
-    CopyDecision::Mask(CopyPlan {
-        format,
-        cols,
-        header_pending: header,
-    })
+    CopyDecision::Mask(CopyPlan::new(format, cols, header))
 }
 
 /// The error a binary COPY under masking gets.
@@ -543,21 +565,25 @@ fn copy_columns(
         .collect()
 }
 
-/// One field of a COPY row: its raw span, its raw value (None: NULL) and whether it has
-/// escapes or quotes to decode.
-struct CopyField<'a> {
+/// One field of a COPY row: its raw span, whether it is NULL, and whether it has escapes or
+/// quotes to decode.
+#[derive(Debug, Clone, Copy)]
+struct CopyField {
     start: usize,
     end: usize,
-    value: Option<&'a [u8]>,
+    null: bool,
     escaped: bool,
 }
 
-/// Splits one COPY row (with its line terminator) into fields. None when it does not parse.
-fn split_copy_row<'a>(format: &CopyFormat, data: &'a [u8]) -> Option<Vec<CopyField<'a>>> {
-    let line = data
+/// Splits one COPY row (with its line terminator) into `fields`. False when it does not parse.
+fn split_copy_row(format: &CopyFormat, data: &[u8], fields: &mut Vec<CopyField>) -> bool {
+    fields.clear();
+    let Some(line) = data
         .strip_suffix(b"\n")
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))?;
-    let mut fields = Vec::new();
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+    else {
+        return false;
+    };
     let mut i = 0;
     match format {
         CopyFormat::Text { delim, null } => loop {
@@ -574,16 +600,15 @@ fn split_copy_row<'a>(format: &CopyFormat, data: &'a [u8]) -> Option<Vec<CopyFie
                 }
             }
             let end = i.min(line.len());
-            let raw = line.get(start..end)?;
-            let value = (raw != null.as_slice()).then_some(raw);
+            let raw = line.get(start..end).unwrap_or(&[]);
             fields.push(CopyField {
                 start,
                 end,
-                value,
+                null: raw == null.as_slice(),
                 escaped,
             });
             if i >= line.len() {
-                return Some(fields);
+                return true;
             }
             i += 1;
         },
@@ -594,12 +619,13 @@ fn split_copy_row<'a>(format: &CopyFormat, data: &'a [u8]) -> Option<Vec<CopyFie
             null,
         } => loop {
             let start = i;
-            let mut quoted = false;
-            if line.get(i) == Some(quote) {
-                quoted = true;
+            let quoted = line.get(i) == Some(quote);
+            if quoted {
                 i += 1;
                 loop {
-                    let b = *line.get(i)?;
+                    let Some(&b) = line.get(i) else {
+                        return false;
+                    };
                     if b == *escape && escape != quote && line.get(i + 1).is_some() {
                         i += 2;
                     } else if b == *quote {
@@ -621,19 +647,17 @@ fn split_copy_row<'a>(format: &CopyFormat, data: &'a [u8]) -> Option<Vec<CopyFie
                     i += 1;
                 }
             }
-            let end = i;
-            let raw = line.get(start..end)?;
-            let value = (quoted || raw != null.as_slice()).then_some(raw);
+            let raw = line.get(start..i).unwrap_or(&[]);
             fields.push(CopyField {
                 start,
-                end,
-                value,
+                end: i,
+                null: !quoted && raw == null.as_slice(),
                 escaped: quoted,
             });
             match line.get(i) {
-                None => return Some(fields),
+                None => return true,
                 Some(b) if b == delim => i += 1,
-                Some(_) => return None,
+                Some(_) => return false,
             }
         },
     }
@@ -944,11 +968,7 @@ mod tests {
         let m = masker();
         let mut catalog = Catalog::unloaded(&m);
         let (mut counts, mut scratch) = (MaskCounts::default(), Vec::new());
-        let mut plan = CopyPlan {
-            format,
-            cols,
-            header_pending: false,
-        };
+        let mut plan = CopyPlan::new(format, cols, false);
         let mut out = Vec::new();
         let changed = RowMasker {
             masker: &m,
