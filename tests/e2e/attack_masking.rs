@@ -71,6 +71,7 @@ insert into profiles
     c
   from customers c where c.id = 1;
 create function leak_names() returns setof text language sql as 'select name from customers';
+create sequence order_seq;
 create table people (id int, name text) partition by range (id);
 create table people_low partition of people for values from (0) to (100);
 insert into people values (1, 'Ada');
@@ -378,6 +379,16 @@ async fn column_rules_follow_the_source_column() {
         Case {
             attack: "a procedure's output parameter computed from the ruled column",
             sql: "create procedure p(inout v text) language plpgsql as $$ begin select name into v from customers where id = 1; end $$; call p(null);",
+            expect: Expect::Masked(&["****"]),
+        },
+        Case {
+            attack: "a sequence's value stays readable under column rules",
+            sql: "select last_value, is_called from order_seq;",
+            expect: Expect::Masked(&["1|f"]),
+        },
+        Case {
+            attack: "a relation created in the session is masked whole until reconnecting",
+            sql: "create temp table scratch as select 1 as a; select a from scratch;",
             expect: Expect::Masked(&["****"]),
         },
         Case {

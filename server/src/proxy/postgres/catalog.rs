@@ -29,11 +29,11 @@ pub const TYPES_QUERY: &str = "select oid, typtype, typcategory, typelem, typdel
 /// Relations of every kind that has columns.
 pub const RELATIONS_QUERY: &str = "select c.oid, n.nspname, c.relname, c.relkind from pg_catalog.pg_class c \
      join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
-     where c.relkind in ('r','v','m','p','f','c')";
+     where c.relkind in ('r','v','m','p','f','c','S')";
 /// Columns of the user's relations (system catalogs are matched by name only).
 pub const ATTRIBUTES_QUERY: &str = "select a.attrelid, a.attnum, a.attname, a.atttypid from pg_catalog.pg_attribute a \
      join pg_catalog.pg_class c on c.oid = a.attrelid \
-     where c.relkind in ('r','v','m','p','f','c') and c.oid >= 16384 \
+     where c.relkind in ('r','v','m','p','f','c','S') and c.oid >= 16384 \
      and a.attnum > 0 and not a.attisdropped order by a.attrelid, a.attnum";
 /// Inheritance and partitions: a child table holds its parent's rows, so it takes the
 /// parent's column rules.
