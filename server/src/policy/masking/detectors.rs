@@ -614,6 +614,14 @@ fn is_aws_key_char(b: u8) -> bool {
 /// An AWS secret access key (or session token) after its label, anchored at `i` inside the
 /// label. Returns the value's span: the label stays.
 fn aws_labelled_at(v: &[u8], i: usize, floor: usize) -> Option<(usize, usize)> {
+    // Every label's anchor follows `s` (aws_) or `t` (secret_, secretAccess) and precedes
+    // `s`, `a` or `c` (_secret, _session, _access, Access): one look at the neighbours rules
+    // out nearly every `_` and `A` in ordinary text before any label is compared.
+    let before = byte(v, i.wrapping_sub(1)).to_ascii_lowercase();
+    let after = byte(v, i + 1).to_ascii_lowercase();
+    if !matches!(before, b's' | b't') || !matches!(after, b's' | b'a' | b'c') {
+        return None;
+    }
     for (label, anchor, token) in AWS_LABELS {
         let Some(s) = i.checked_sub(*anchor) else {
             continue;
