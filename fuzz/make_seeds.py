@@ -102,6 +102,18 @@ masking = {
     "seed-plain": b"order 12345 shipped on 2024-01-02 to room 101",
 }
 
+# masking_values: the first byte picks the shape (see fuzz_targets/masking_values.rs).
+masking_values = {
+    "seed-array": b"\x00" + b'{ada@example.com,NULL,"a \\"b\\" c",{x},"4111 1111 1111 1111"}',
+    "seed-array-2d": b"\x00" + b"[0:1][1:2]={{ada@example.com,x},{y,NULL}}",
+    "seed-record": b"\x01" + b'(1,Ada,"ada@example.com","(555) 123-4567",,"{""x@y.co""}")',
+    "seed-json": b"\x02" + b'{"email": "ada@example.com", "name": "Ada", "n": [4111111111111111, "\\u0061@b.co"]}',
+    "seed-hstore": b"\x03" + b'"email"=>"ada@example.com", name=>Ada, "n"=>NULL',
+    "seed-unknown": b"\x04" + b'(7,"{bob@example.org}",4.111111111111111e+15)',
+    "seed-array-of-records": b"\x05" + b'{"(home,ada@example.com)","(work,)"}',
+    "seed-number": b"\x06" + b"4111111111111111.00",
+}
+
 # SQL texts that lex in odd ways: dollar quotes with tags of any bytes, doubled quotes,
 # backslashes (read both ways), U& escapes, nested comments, bodies.
 sql = {
@@ -134,6 +146,7 @@ for target, seeds in (
     ("pg_frontend", frontend),
     ("pg_backend", backend),
     ("masking", masking),
+    ("masking_values", masking_values),
     ("sql_analyze", sql),
     ("sql_cache_key", sql_cache_key),
     ("sql_plpgsql", plpgsql),

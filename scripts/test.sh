@@ -16,6 +16,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v ssh >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 # The SSH e2e drives an interactive shell through a pty with python3's `pty` module.
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+# The masking e2e reads structured values with psycopg 3 (Debian's, run by /usr/bin/python3).
+/usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1 || need_pkgs+=(python3-psycopg)
 # pg_query builds libpg_query (PostgreSQL's parser) with cc and generates bindings with bindgen.
 command -v clang >/dev/null 2>&1 || need_pkgs+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_pkgs+=(libclang-dev)

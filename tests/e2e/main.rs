@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod attack_masking;
 mod attack_local;
 mod attack_reviews;
 mod attack_sql;

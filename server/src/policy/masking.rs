@@ -2,9 +2,11 @@
 //! (mask only the matching span inside text), applied to decoded result values before they
 //! reach the client, the recording or the logs.
 //!
-//! IO-free and protocol-neutral: the PostgreSQL adapter calls [`Masker::column_rule`] once per
-//! RowDescription column and [`Masker::mask_into`] per text-format value (DataRow cells, COPY
-//! fields); terminal output that arrives in pieces goes through [`StreamMasker`].
+//! IO-free and protocol-neutral: an adapter decides each result column's rule once per result
+//! description (by its source column, see [`lineage`] for expressions), then calls
+//! [`Masker::mask_into`] per plain text value and [`Masker::mask_as`] per value of a structured
+//! type (array, row, JSON, hstore, number: masked keeping its syntax); terminal output that
+//! arrives in pieces goes through [`StreamMasker`].
 //!
 //! # What is detected
 //!
@@ -12,14 +14,18 @@
 //!   dash), with a card network's prefix and length (Visa, Mastercard, Amex, Diners, JCB,
 //!   Discover, UnionPay, Maestro), Luhn-valid. Renders as `**** **** **** 1234`.
 //! - `email`: `local@domain.tld` with an ASCII domain of two or more labels and an alphabetic
-//!   top-level label. The local part becomes `***`, the domain stays (`***@example.com`).
-//! - `ssn`: US SSN written `123-45-6789` or `123 45 6789` that passes the SSA's area/group/serial
-//!   rules. Renders as `***-**-6789`.
+//!   top-level label, the local part plain (starting at a letter, digit or `_`) or quoted
+//!   (`"john doe"@example.com`). The local part becomes `***`, the domain stays.
+//! - `ssn`: US SSN written `123-45-6789` or `123 45 6789`, or nine bare digits right after an
+//!   SSN label (`SSN: 536228457`, `ssn=`, `social security number`), that passes the SSA's
+//!   area/group/serial rules. Renders as `***-**-6789` (`*****6789`).
 //! - `phone`: North American numbers with separators (`(555) 123-4567`, `555.123.4567`,
 //!   `1-555-123-4567`) and any number written after a `+` with 8–15 digits (E.164).
 //! - `iban`: uppercase IBANs, compact or grouped by four, of a registered country's exact
 //!   length, mod-97 valid. Renders as `DE** **** **** **** **30 00`.
-//! - `secrets`: AWS access key ids (`AKIA`/`ASIA` + 16), Google API keys (`AIza` + 35),
+//! - `secrets`: AWS access key ids (`AKIA`/`ASIA` + 16), AWS secret access keys (40
+//!   characters) and session tokens after their label (`aws_secret_access_key = `,
+//!   `AWS_SECRET_ACCESS_KEY=`, `"SecretAccessKey": `), Google API keys (`AIza` + 35),
 //!   private-key PEM blocks (through the END line, or to the end of a truncated value), JWTs,
 //!   GitHub tokens (`gh[pousr]_`, `github_pat_`), Slack tokens (`xox[baprs]-`), Stripe-style
 //!   keys (`sk_live_`, `rk_live_`, `sk_test_`, `rk_test_`). Renders as `[REDACTED:jwt]` etc.
@@ -39,35 +45,46 @@
 //!
 //! # Limits (said plainly)
 //!
-//! - Detectors are heuristics over text. Not matched: nine bare digits as an SSN, phone
-//!   numbers outside North America written without `+`, lowercase or oddly grouped IBANs,
-//!   card numbers split by other separators or outside the networks above, addresses with
-//!   non-ASCII or IP-literal domains, AWS *secret* access keys and other secrets with no
-//!   recognisable prefix, a number spread over several cells. Some things that are not
+//! - Detectors are heuristics over text. Not matched: nine bare digits as an SSN without a
+//!   label, phone numbers outside North America written without `+`, lowercase or oddly
+//!   grouped IBANs, card numbers split by other separators or outside the networks above,
+//!   addresses with non-ASCII or IP-literal domains, secrets with no recognisable prefix or
+//!   label, a number spread over several cells. Some things that are not
 //!   personal data are masked: a long order number that happens to have a card prefix and
 //!   pass Luhn (one in ten of those that have the prefix), a password in a URL's userinfo
 //!   (it reads as an address's local part), a 3-3-4 digit code read as a phone number.
-//! - Column rules see what the protocol names: an alias or an expression (`upper(ssn)`,
-//!   `ssn || ''`) carries no source column, and then only the detectors apply. A user who can
-//!   run arbitrary SQL can encode a value so no detector recognises it (`reverse(card)`,
-//!   base64): masking keeps honest people from seeing data by accident, it does not stop a
-//!   determined one, and database permissions remain the boundary.
-//! - Binary-format values cannot be inspected: the adapter withholds any binary value under a
-//!   rule (sends NULL) and records it with [`MaskCounts::record_withheld`].
+//! - Column rules follow a value's source column and the lineage of expressions (see
+//!   [`lineage`] for what that analysis cannot see: functions, `WHERE`-clause oracles, data
+//!   copied elsewhere). A user who can run arbitrary SQL can encode a value that only
+//!   detectors protect so no detector recognises it (`reverse(email)`, base64): masking keeps
+//!   honest people from seeing data by accident, it does not stop a determined one, and
+//!   database permissions remain the boundary.
+//! - A binary-format value under a column rule, or of a type the adapter cannot read, is
+//!   withheld (sent as NULL) and counted with [`MaskCounts::record_withheld`].
 //! - Streaming (see [`StreamMasker`]) holds back a trailing token that might still grow, up to
 //!   8 KiB; a single token longer than that is masked in pieces, so a match split across that
 //!   boundary may pass unmasked.
 
 mod detectors;
+mod hstore;
+mod json;
+pub mod lineage;
+mod literal;
 mod stream;
+mod value;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod value_tests;
 
 use serde::{Deserialize, Serialize};
 
 use detectors::{Hit, Plan, Render, Sink};
+pub use hstore::parse_hstore;
+pub use literal::{parse_array, parse_record};
 pub use stream::StreamMasker;
+pub use value::{Field, Masked, Shape};
 
 /// Longest custom replacement accepted.
 const MAX_REPLACEMENT: usize = 256;
@@ -171,6 +188,9 @@ impl std::fmt::Display for Detector {
 pub enum SecretKind {
     /// AWS access key id (`AKIA…`, `ASIA…`).
     AwsAccessKey,
+    /// AWS secret access key or session token, after its label
+    /// (`aws_secret_access_key = …`, `AWS_SECRET_ACCESS_KEY=…`, `"SecretAccessKey": "…"`).
+    AwsSecretKey,
     /// Google API key (`AIza…`).
     GoogleApiKey,
     /// A PEM private-key block.
@@ -190,6 +210,7 @@ impl SecretKind {
     pub fn label(self) -> &'static str {
         match self {
             SecretKind::AwsAccessKey => "aws_access_key",
+            SecretKind::AwsSecretKey => "aws_secret_key",
             SecretKind::GoogleApiKey => "google_api_key",
             SecretKind::PrivateKey => "private_key",
             SecretKind::Jwt => "jwt",
@@ -376,6 +397,18 @@ impl Masker {
         self.columns.iter().any(|c| c.table.is_some())
     }
 
+    /// True when any column rule exists (JSON and hstore keys, and row types, are then matched
+    /// against the rules too).
+    pub fn has_column_rules(&self) -> bool {
+        !self.columns.is_empty()
+    }
+
+    /// What a column rule replaces a value with when the gateway cannot tell which rule
+    /// applies (a column of a relation it does not know): the first rule's replacement.
+    pub fn default_column_replacement(&self) -> Option<&[u8]> {
+        self.columns.first().map(|c| &*c.replacement)
+    }
+
     /// True when no rule set asks for anything: the adapter can skip masking entirely.
     pub fn is_empty(&self) -> bool {
         !self.plan.any() && self.columns.is_empty()
@@ -516,18 +549,65 @@ impl Masker {
             // Cut before the token the block is glued to, if any.
             cut = cut.min(stream::trailing_token_start(buf.get(..b).unwrap_or(&[])));
         }
-        // A match that holds non-token bytes (a private-key block, a grouped number) may
-        // still cross the cut: then the cut moves back to its start, and on to the start of
-        // the token that start is glued to, so what precedes is judged as it is in the whole.
-        while cut < buf.len() {
-            let mut s = Spanning { cut, start: None };
-            detectors::scan(&self.plan, buf, &mut s);
-            match s.start {
-                Some(start) => cut = stream::trailing_token_start(buf.get(..start).unwrap_or(&[])),
-                None => break,
+        loop {
+            // A match that holds non-token bytes (a private-key block, a grouped number) may
+            // still cross the cut: then the cut moves back to its start, and on to the start
+            // of the token that start is glued to, so what precedes is judged as it is in the
+            // whole.
+            while cut < buf.len() {
+                let mut s = Spanning { cut, start: None };
+                detectors::scan(&self.plan, buf, &mut s);
+                match s.start {
+                    Some(start) => {
+                        cut = stream::trailing_token_start(buf.get(..start).unwrap_or(&[]))
+                    }
+                    None => break,
+                }
+            }
+            // A label or an opening quote just before the cut belongs with what is held.
+            let held = self.hold_labels_and_quotes(buf, cut);
+            if held == cut {
+                return cut;
+            }
+            cut = held;
+        }
+    }
+
+    /// Moves a streaming cut back over what a match still to come would need: the label of a
+    /// labelled SSN or AWS secret whose value is being held, and a quoted string that may turn
+    /// out to be an address's local part (`"john doe"@...`).
+    fn hold_labels_and_quotes(&self, buf: &[u8], cut: usize) -> usize {
+        let mut held = cut;
+        if self.plan.ssn
+            && let Some(l) = detectors::ssn_label_start(buf, held, 0)
+                .or_else(|| detectors::ssn_label_prefix_start(buf, held, 0))
+        {
+            held = l;
+        }
+        if self.plan.secrets
+            && let Some(l) = detectors::aws_label_start(buf, held, 0)
+        {
+            held = l;
+        }
+        if self.plan.email {
+            let from = held.saturating_sub(detectors::QUOTED_LOCAL_MAX + 2);
+            let line_start = buf
+                .get(from..held)
+                .and_then(|w| memchr::memrchr(b'\n', w))
+                .map_or(from, |n| from + n + 1);
+            if let Some(q) = buf
+                .get(line_start..held)
+                .and_then(|w| memchr::memchr(b'"', w))
+            {
+                held = line_start + q;
             }
         }
-        cut
+        if held == cut {
+            return cut;
+        }
+        // What precedes the new cut must be judged as it is in the whole: cut before the
+        // token the label or quote is glued to.
+        stream::trailing_token_start(buf.get(..held).unwrap_or(&[]))
     }
 
     pub(crate) fn secret_replacement(&self) -> Option<&[u8]> {

@@ -259,6 +259,9 @@ impl Policy {
         sql: &str,
         prepared: &dyn Fn(&str) -> Option<String>,
     ) -> (Verdict, Vec<(String, String)>) {
+        if let Some(refused) = self.masking_refuses(sql) {
+            return (refused, Vec::new());
+        }
         if self.guardrails.is_none() && self.review.is_empty() {
             return (Verdict::Allow, Vec::new());
         }
@@ -422,13 +425,6 @@ impl Policy {
         self.masker.as_ref().is_some_and(|m| !m.is_empty())
     }
 
-    /// The replacement when a column rule masks this column's whole value.
-    pub fn column_masked(&self, table: Option<&str>, column: &str) -> Option<&[u8]> {
-        self.masker
-            .as_ref()
-            .and_then(|m| m.column_replacement(table, column))
-    }
-
     /// Runs the detectors over a text value. On a match, writes the masked value into `out`
     /// and returns true; otherwise leaves `out` alone and returns false.
     #[inline]
@@ -446,14 +442,17 @@ impl Policy {
 }
 
 impl Policy {
-    /// True when column rules name tables, so results need their table names.
-    pub fn needs_table_names(&self) -> bool {
-        self.masker.as_ref().is_some_and(|m| m.has_table_rules())
-    }
-
-    /// True when a detector would mask something in `value` (no allocation).
-    pub fn detects(&self, value: &[u8]) -> bool {
-        self.masker.as_ref().is_some_and(|m| m.detects(value))
+    /// A statement masking cannot let run: a binary-format `COPY ... TO` (its data cannot be
+    /// masked) on a connection with masking.
+    fn masking_refuses(&self, sql: &str) -> Option<Verdict> {
+        (self.masking_active() && masking::lineage::is_binary_copy_to(sql)).then(|| {
+            Verdict::Block {
+                rule: "masking".into(),
+                reason: "COPY in binary format cannot be masked; use COPY ... TO STDOUT in text \
+                         or csv format"
+                    .into(),
+            }
+        })
     }
 }
 

@@ -289,11 +289,51 @@ pub(crate) struct Email {
     pub end: usize,
 }
 
+/// The longest quoted local part looked for (RFC 5321 allows 64 octets).
+pub(crate) const QUOTED_LOCAL_MAX: usize = 64;
+
+/// The opening quote of a quoted local part (`"john doe"@example.com`) that ends just before
+/// the `@` at `at`: printable characters, `\` escapes, at least one character inside.
+pub(crate) fn quoted_local_start(v: &[u8], at: usize, floor: usize) -> Option<usize> {
+    if at < floor + 3 || byte(v, at - 1) != b'"' {
+        return None;
+    }
+    let close = at - 1;
+    let mut k = close;
+    while k > floor && close - k < QUOTED_LOCAL_MAX {
+        k -= 1;
+        let b = byte(v, k);
+        if b < 0x20 || b == 0x7f {
+            return None;
+        }
+        // An escaped quote (an odd number of backslashes before it) is part of the string.
+        if b == b'"' {
+            let slashes = (floor..k)
+                .rev()
+                .take_while(|j| byte(v, *j) == b'\\')
+                .count();
+            if slashes % 2 == 0 {
+                return (close - k > 1).then_some(k);
+            }
+        }
+    }
+    None
+}
+
 /// The address around the `@` at `at`, its local part starting no earlier than `floor`.
 pub(crate) fn email_at(v: &[u8], at: usize, floor: usize) -> Option<Email> {
+    if let Some(start) = quoted_local_start(v, at, floor) {
+        return domain_end(v, at).map(|end| Email { start, at, end });
+    }
     let mut start = at;
     while start > floor && is_local(byte(v, start - 1)) {
         start -= 1;
+    }
+    // Punctuation before the first letter, digit or `_` stays outside the address: it is
+    // almost always the syntax around it (`{ada@example.com,...}` in an array, `'a@b.co'`
+    // quoted), and masking it would break that syntax while hiding nothing.
+    while start < at && !is_alnum(byte(v, start)) && byte(v, start) != b'_' {
+        start += 1;
     }
     if start == at {
         return None;
@@ -346,6 +386,15 @@ fn chain(v: &[u8], cs: usize) -> (usize, usize) {
             return (j, digits);
         }
     }
+}
+
+/// The start of the digit group that ends at `end`.
+fn last_group_start(v: &[u8], end: usize) -> usize {
+    let mut k = end;
+    while k > 0 && is_digit(byte(v, k - 1)) {
+        k -= 1;
+    }
+    k
 }
 
 /// The start of the next digit group after `end` inside the chain ending at `ce`.
@@ -463,6 +512,163 @@ fn ssn_at(v: &[u8], p: usize, ce: usize) -> Option<usize> {
     Some(end)
 }
 
+/// Words that name a Social Security number right before it (lowercase; compared without
+/// case): `SSN: 536228457`, `ssn=536228457`, `social security number 536228457`.
+const SSN_LABELS: &[&[u8]] = &[
+    b"social security number",
+    b"social security no",
+    b"social security #",
+    b"social security",
+    b"ssn#",
+    b"ssn",
+    b"ss#",
+];
+
+/// Bytes that may stand between a label and its value (`SSN: `, `ssn=`, `"ssn": "`).
+fn is_label_gap(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | b'\t' | b':' | b'=' | b'#' | b'"' | b'\'' | b'-' | b'.'
+    )
+}
+
+/// Where the label of a labelled value ends before `p`: `p` minus up to six gap bytes.
+fn label_end(v: &[u8], p: usize, floor: usize) -> usize {
+    let mut k = p;
+    while k > floor && p - k < 6 && is_label_gap(byte(v, k - 1)) {
+        k -= 1;
+    }
+    k
+}
+
+/// True when `v[..end]` ends with `label` (ignoring ASCII case) that starts a word at or
+/// after `floor`; returns its start.
+fn ends_with_word(v: &[u8], end: usize, label: &[u8], floor: usize) -> Option<usize> {
+    let start = end.checked_sub(label.len())?;
+    if start < floor {
+        return None;
+    }
+    let w = v.get(start..end)?;
+    (w.eq_ignore_ascii_case(label) && !is_alnum(byte(v, start.wrapping_sub(1)))).then_some(start)
+}
+
+/// The start of an SSN label right before the nine digits at `p`.
+pub(crate) fn ssn_label_start(v: &[u8], p: usize, floor: usize) -> Option<usize> {
+    let end = label_end(v, p, floor);
+    SSN_LABELS
+        .iter()
+        .find_map(|l| ends_with_word(v, end, l, floor))
+}
+
+/// The start of the first words of a several-word SSN label (`social `, `social security `)
+/// ending right before `p`: a stream must hold them while the rest may still arrive.
+pub(crate) fn ssn_label_prefix_start(v: &[u8], p: usize, floor: usize) -> Option<usize> {
+    let mut end = p;
+    while end > floor && matches!(byte(v, end - 1), b' ' | b'\t') {
+        end -= 1;
+    }
+    if end == p {
+        return None;
+    }
+    [&b"social security"[..], &b"social"[..]]
+        .iter()
+        .find_map(|w| ends_with_word(v, end, w, floor))
+}
+
+/// Nine bare digits after an SSN label, passing the SSA's rules. None otherwise.
+fn labelled_ssn_at(v: &[u8], p: usize, floor: usize) -> Option<usize> {
+    if digit_run(v, p) != 9 || is_alnum(byte(v, p.wrapping_sub(1))) {
+        return None;
+    }
+    // Not the start of a longer grouped number (`536228457-12`).
+    if is_chain_sep(byte(v, p + 9)) && is_digit(byte(v, p + 10)) {
+        return None;
+    }
+    ssn_label_start(v, p, floor)?;
+    let num = |from: usize, len: usize| {
+        (from..from + len).fold(0u32, |acc, k| acc * 10 + u32::from(byte(v, k) - b'0'))
+    };
+    let area = num(p, 3);
+    if area == 0 || area == 666 || area >= 900 || num(p + 3, 2) == 0 || num(p + 5, 4) == 0 {
+        return None;
+    }
+    Some(p + 9)
+}
+
+/// Labels of AWS secrets in credentials files, environment variables and JSON (compared
+/// without case), with the offset of the byte that anchors the scan there (`_`, or the `A`
+/// of `Access`), and whether the value is a session token (longer) or a secret access key
+/// (40 characters).
+const AWS_LABELS: &[(&[u8], usize, bool)] = &[
+    (b"aws_secret_access_key", 3, false),
+    (b"aws_secret_key", 3, false),
+    (b"secret_access_key", 6, false),
+    (b"secretaccesskey", 6, false),
+    (b"aws_session_token", 3, true),
+];
+
+fn is_aws_key_char(b: u8) -> bool {
+    is_alnum(b) || matches!(b, b'/' | b'+' | b'=')
+}
+
+/// An AWS secret access key (or session token) after its label, anchored at `i` inside the
+/// label. Returns the value's span: the label stays.
+fn aws_labelled_at(v: &[u8], i: usize, floor: usize) -> Option<(usize, usize)> {
+    // Every label's anchor follows `s` (aws_) or `t` (secret_, secretAccess) and precedes
+    // `s`, `a` or `c` (_secret, _session, _access, Access): one look at the neighbours rules
+    // out nearly every `_` and `A` in ordinary text before any label is compared.
+    let before = byte(v, i.wrapping_sub(1)).to_ascii_lowercase();
+    let after = byte(v, i + 1).to_ascii_lowercase();
+    if !matches!(before, b's' | b't') || !matches!(after, b's' | b'a' | b'c') {
+        return None;
+    }
+    for (label, anchor, token) in AWS_LABELS {
+        let Some(s) = i.checked_sub(*anchor) else {
+            continue;
+        };
+        if s < floor
+            || !v
+                .get(s..s + label.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(label))
+            || is_alnum(byte(v, s.wrapping_sub(1)))
+        {
+            continue;
+        }
+        // `=` or `:` between label and value, with spaces and quotes around it.
+        let mut q = s + label.len();
+        let gap_start = q;
+        let mut assigned = false;
+        while q - gap_start < 8 && matches!(byte(v, q), b' ' | b'\t' | b'"' | b'\'' | b'=' | b':') {
+            assigned |= matches!(byte(v, q), b'=' | b':');
+            q += 1;
+        }
+        if !assigned {
+            continue;
+        }
+        let n = run_while(v, q, is_aws_key_char);
+        let fits = if *token { n >= 100 } else { n == 40 };
+        if fits {
+            return Some((q, q + n));
+        }
+    }
+    None
+}
+
+/// The start of an AWS secret label right before a value starting at `p` (for streaming,
+/// which must hold the label back with a value that has not fully arrived).
+pub(crate) fn aws_label_start(v: &[u8], p: usize, floor: usize) -> Option<usize> {
+    let mut k = p;
+    while k > floor
+        && p - k < 8
+        && matches!(byte(v, k - 1), b' ' | b'\t' | b'"' | b'\'' | b'=' | b':')
+    {
+        k -= 1;
+    }
+    AWS_LABELS
+        .iter()
+        .find_map(|(l, _, _)| ends_with_word(v, k, l, floor))
+}
+
 /// A North American number: `555-123-4567`, `555.123.4567`, `555 123 4567`, `(555) 123-4567`,
 /// `(555)123-4567`, `1-555-123-4567`. The numbering plan's rule that area code and exchange
 /// start with 2–9 is not applied: made-up numbers such as `555-123-4567` are common in real
@@ -578,6 +784,9 @@ fn starts_with(v: &[u8], at: usize, pat: &[u8]) -> bool {
 fn secret_at(v: &[u8], i: usize, floor: usize) -> Option<(usize, usize, SecretKind)> {
     match byte(v, i) {
         b'A' => {
+            if let Some((s, e)) = aws_labelled_at(v, i, floor) {
+                return Some((s, e, SecretKind::AwsSecretKey));
+            }
             if !word_start(v, i, floor) {
                 return None;
             }
@@ -597,6 +806,9 @@ fn secret_at(v: &[u8], i: usize, floor: usize) -> Option<(usize, usize, SecretKi
             None
         }
         b'_' => {
+            if let Some((s, e)) = aws_labelled_at(v, i, floor) {
+                return Some((s, e, SecretKind::AwsSecretKey));
+            }
             // gh[pousr]_ + at least 30 alphanumerics (classic tokens carry 36).
             if let Some(s) = i.checked_sub(3)
                 && byte(v, s) == b'g'
@@ -812,6 +1024,11 @@ impl<S: Sink> Scanner<'_, S> {
             let three = g == 3;
             let found = if let Some(end) = self.plan.card.then(|| card_at(v, p, ce)).flatten() {
                 Some((p, end, Detector::CreditCard))
+            } else if let Some(end) = (g == 9 && self.plan.ssn)
+                .then(|| labelled_ssn_at(v, p, self.floor))
+                .flatten()
+            {
+                Some((p, end, Detector::Ssn))
             } else if let Some(end) = (three && self.plan.ssn).then(|| ssn_at(v, p, ce)).flatten() {
                 Some((p, end, Detector::Ssn))
             } else if let Some((s, e)) = ((three || (g == 1 && byte(v, p) == b'1'))
@@ -823,6 +1040,13 @@ impl<S: Sink> Scanner<'_, S> {
             } else {
                 None
             };
+            // A shorter match whose last group starts a card number gives way to the card
+            // (`000 000 3528-0000-0000-0007`: the card, not a phone number, is what to hide).
+            let found = found.filter(|(_, e, d)| {
+                *d == Detector::CreditCard
+                    || !self.plan.card
+                    || card_at(v, last_group_start(v, *e), ce).is_none()
+            });
             match found {
                 Some((s, e, d))
                     if self.emit(

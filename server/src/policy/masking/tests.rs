@@ -417,7 +417,9 @@ fn after() -> impl Strategy<Value = &'static str> {
 
 fn email() -> impl Strategy<Value = String> {
     (
-        "[a-zA-Z0-9_%+-]{1,12}(\\.[a-zA-Z0-9_%+-]{1,8}){0,2}",
+        // A local part with a letter, digit or `_` (one of punctuation alone is left alone:
+        // it hides nothing and is usually the syntax around an address).
+        "[a-zA-Z0-9_][a-zA-Z0-9_%+-]{0,11}(\\.[a-zA-Z0-9_%+-]{1,8}){0,2}",
         prop::collection::vec("[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", 1..4),
         "[a-zA-Z]{2,6}",
     )
@@ -482,6 +484,9 @@ fn mixed() -> impl Strategy<Value = String> {
             "[0-9 .()+@*-]{1,24}",
             "[a-zA-Z0-9@._+*-]{1,24}",
             Just("***".to_string()),
+            "\"[a-z .\\\\\"]{1,12}\"@[a-z]{1,8}\\.(com|org)",
+            "(SSN|ssn|Social Security No\\.)[:= #]{0,3}[0-9]{9}",
+            "(aws_secret_access_key|AWS_SECRET_ACCESS_KEY|SecretAccessKey)[ \"=:]{1,4}[A-Za-z0-9/+]{38,42}",
         ],
         0..10,
     )
@@ -560,5 +565,77 @@ proptest! {
         }
         s.finish(&m, &mut out, &mut c);
         prop_assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&whole), "input {:?}", value);
+    }
+}
+
+#[test]
+fn quoted_local_parts_labelled_ssns_and_aws_secret_keys() {
+    let m = all();
+    for (input, want) in [
+        ("\"john doe\"@example.com", "***@example.com"),
+        ("to: \"j.\\\"x\\\" d\"@example.org;", "to: ***@example.org;"),
+        ("SSN: 536228457", "SSN: *****8457"),
+        ("ssn=536228457,", "ssn=*****8457,"),
+        ("{\"ssn\": \"536228457\"}", "{\"ssn\": \"*****8457\"}"),
+        (
+            "social security number 536-22-8457",
+            "social security number ***-**-8457",
+        ),
+        (
+            "Social Security No. 536228457",
+            "Social Security No. *****8457",
+        ),
+        (
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "aws_secret_access_key = [REDACTED:aws_secret_key]",
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+            "AWS_SECRET_ACCESS_KEY=[REDACTED:aws_secret_key]\n",
+        ),
+        (
+            "\"SecretAccessKey\": \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"",
+            "\"SecretAccessKey\": \"[REDACTED:aws_secret_key]\"",
+        ),
+    ] {
+        assert_eq!(mask(&m, input), want, "{input}");
+        assert!(!m.detects(want.as_bytes()), "{want}");
+    }
+    // Near misses stay.
+    for input in [
+        "order 536228457",
+        "ssn: 000228457",
+        "ssn 9362284570",
+        "\"\"@example.com",
+        "aws_secret_access_key = short",
+        "my_secret_access_keys = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    ] {
+        assert_eq!(mask(&m, input), input, "{input}");
+    }
+}
+
+#[test]
+fn labelled_values_and_quoted_addresses_split_across_stream_reads() {
+    let m = all();
+    for text in [
+        "id 7 SSN: 536228457 done\n",
+        "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+        "mail \"john doe\"@example.com now\n",
+    ] {
+        let v = text.as_bytes();
+        let mut c = MaskCounts::default();
+        let whole = m.mask_value(v, &mut c).unwrap();
+        for cut in 0..=v.len() {
+            let mut s = StreamMasker::new();
+            let mut out = Vec::new();
+            s.push(&m, &v[..cut], &mut out, &mut c);
+            s.push(&m, &v[cut..], &mut out, &mut c);
+            s.finish(&m, &mut out, &mut c);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&whole),
+                "{text:?} cut at {cut}"
+            );
+        }
     }
 }

@@ -9,6 +9,339 @@
 
 use std::fmt::Write;
 
+use super::catalog::{BinaryKind, Catalog};
+use crate::policy::masking::{MaskCounts, Masked, Masker, Shape};
+
+/// How deep binary arrays and rows are followed; deeper values are withheld.
+const MAX_DEPTH: usize = 16;
+
+/// Masks binary-format values by type: text is scanned, numbers are decoded and withheld when
+/// their digits hold what a detector finds, JSON is masked keeping its syntax, and arrays, rows
+/// and hstores are taken apart, each element masked by its own type (a withheld element becomes
+/// NULL) and put back together. A type that cannot be read is withheld whole.
+pub struct BinaryMasker<'a> {
+    /// The rules.
+    pub masker: &'a Masker,
+    /// Type information.
+    pub catalog: &'a mut Catalog,
+    /// What was masked.
+    pub counts: &'a mut MaskCounts,
+}
+
+impl BinaryMasker<'_> {
+    /// Masks one binary value of type `oid` into `out`.
+    pub fn mask(&mut self, oid: u32, v: &[u8], out: &mut Vec<u8>) -> Masked {
+        self.mask_at(oid, v, out, 0)
+    }
+
+    fn withhold(&mut self) -> Masked {
+        self.counts.record_withheld();
+        Masked::Null
+    }
+
+    fn mask_at(&mut self, oid: u32, v: &[u8], out: &mut Vec<u8>, depth: usize) -> Masked {
+        if depth > MAX_DEPTH {
+            return self.withhold();
+        }
+        let m = self.masker;
+        match self.catalog.binary_kind(oid) {
+            BinaryKind::Harmless => Masked::Same,
+            BinaryKind::Text => m.mask_as(&Shape::Text, v, out, self.counts),
+            BinaryKind::Json => m.mask_as(&Shape::Json, v, out, self.counts),
+            BinaryKind::Jsonb => match v.split_first() {
+                Some((1, text)) => {
+                    let mut inner = Vec::new();
+                    match m.mask_as(&Shape::Json, text, &mut inner, self.counts) {
+                        Masked::Changed => {
+                            out.clear();
+                            out.push(1);
+                            out.extend_from_slice(&inner);
+                            Masked::Changed
+                        }
+                        other => other,
+                    }
+                }
+                _ => self.withhold(),
+            },
+            BinaryKind::Int8 => match <[u8; 8]>::try_from(v) {
+                // Fewer than 13 digits: nothing a detector finds is that short.
+                Ok(b) if i64::from_be_bytes(b).unsigned_abs() < 1_000_000_000_000 => Masked::Same,
+                Ok(b) => self.number(&i64::from_be_bytes(b).to_string()),
+                Err(_) => self.withhold(),
+            },
+            BinaryKind::Float4 => match <[u8; 4]>::try_from(v) {
+                Ok(b) => self.float(f32::from_be_bytes(b).into()),
+                Err(_) => self.withhold(),
+            },
+            BinaryKind::Float8 => match <[u8; 8]>::try_from(v) {
+                Ok(b) => self.float(f64::from_be_bytes(b)),
+                Err(_) => self.withhold(),
+            },
+            BinaryKind::Numeric => match numeric(v) {
+                Some(t) => self.number(&t),
+                None => self.withhold(),
+            },
+            BinaryKind::Array => self.array(v, out, depth),
+            BinaryKind::Record(fields) => self.record(fields.as_deref(), v, out, depth),
+            BinaryKind::Hstore => self.hstore(v, out),
+            BinaryKind::Opaque => self.withhold(),
+        }
+    }
+
+    /// A decoded number: withheld when its integer digits hold what a detector finds.
+    fn number(&mut self, text: &str) -> Masked {
+        if self.masker.number_detected(text.as_bytes()) {
+            self.withhold()
+        } else {
+            Masked::Same
+        }
+    }
+
+    /// A float carries a 16-digit card number exactly (`4111111111111111::float8`): judged by
+    /// its integer digits, like `int8` and `numeric`.
+    fn float(&mut self, f: f64) -> Masked {
+        if !f.is_finite() || f.abs() < 1e12 {
+            return Masked::Same;
+        }
+        self.number(&format!("{f:.0}"))
+    }
+
+    /// Binary array: ndim, has-nulls flag, element type, (dimension, lower bound) per
+    /// dimension, then each element as a length (-1: NULL) and its bytes.
+    fn array(&mut self, v: &[u8], out: &mut Vec<u8>, depth: usize) -> Masked {
+        let Some(parsed) = read_array(v) else {
+            return self.withhold();
+        };
+        let (elem, header, items) = parsed;
+        let mut changed = false;
+        let mut any_null = be_i32(v, 4) == Some(1);
+        let mut body = Vec::with_capacity(v.len());
+        let mut inner = Vec::new();
+        for item in items {
+            match item {
+                None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(e) => {
+                    inner.clear();
+                    match self.mask_at(elem, e, &mut inner, depth + 1) {
+                        Masked::Same => put_len_value(&mut body, e),
+                        Masked::Changed => {
+                            changed = true;
+                            put_len_value(&mut body, &inner);
+                        }
+                        Masked::Null => {
+                            changed = true;
+                            any_null = true;
+                            body.extend_from_slice(&(-1i32).to_be_bytes());
+                        }
+                    }
+                }
+            }
+        }
+        if !changed {
+            return Masked::Same;
+        }
+        out.clear();
+        out.extend_from_slice(header);
+        if let Some(flag) = out.get_mut(4..8) {
+            flag.copy_from_slice(&i32::from(any_null).to_be_bytes());
+        }
+        out.extend_from_slice(&body);
+        Masked::Changed
+    }
+
+    /// Binary row: field count, then per field its type OID, a length (-1: NULL) and bytes.
+    /// Fields of a relation's row type follow that relation's column rules.
+    fn record(
+        &mut self,
+        fields: Option<&[crate::policy::masking::Field]>,
+        v: &[u8],
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Masked {
+        let Some(items) = read_record(v) else {
+            return self.withhold();
+        };
+        let mut changed = false;
+        let mut body = Vec::with_capacity(v.len());
+        body.extend_from_slice(v.get(..4).unwrap_or(&[]));
+        let mut inner = Vec::new();
+        for (k, (oid, value)) in items.into_iter().enumerate() {
+            body.extend_from_slice(&oid.to_be_bytes());
+            let rule = fields.and_then(|f| f.get(k)).and_then(|f| f.rule.clone());
+            let Some(value) = value else {
+                body.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            };
+            if let Some(r) = rule {
+                changed = true;
+                if self.catalog.binary_kind(oid) == BinaryKind::Text {
+                    self.counts.record_column();
+                    put_len_value(&mut body, &r);
+                } else {
+                    self.counts.record_withheld();
+                    body.extend_from_slice(&(-1i32).to_be_bytes());
+                }
+                continue;
+            }
+            inner.clear();
+            match self.mask_at(oid, value, &mut inner, depth + 1) {
+                Masked::Same => put_len_value(&mut body, value),
+                Masked::Changed => {
+                    changed = true;
+                    put_len_value(&mut body, &inner);
+                }
+                Masked::Null => {
+                    changed = true;
+                    body.extend_from_slice(&(-1i32).to_be_bytes());
+                }
+            }
+        }
+        if !changed {
+            return Masked::Same;
+        }
+        out.clear();
+        out.extend_from_slice(&body);
+        Masked::Changed
+    }
+
+    /// Binary hstore: pair count, then per pair the key (length, bytes) and the value
+    /// (length, -1 for NULL, bytes). Keys naming a ruled column have their value replaced.
+    fn hstore(&mut self, v: &[u8], out: &mut Vec<u8>) -> Masked {
+        let Some(pairs) = read_hstore(v) else {
+            return self.withhold();
+        };
+        let m = self.masker;
+        let mut changed = false;
+        let mut body = v.get(..4).unwrap_or(&[]).to_vec();
+        let mut masked = Vec::new();
+        for (key, value) in pairs {
+            masked.clear();
+            if m.mask_into(key, &mut masked, self.counts) {
+                changed = true;
+                put_len_value(&mut body, &masked);
+            } else {
+                put_len_value(&mut body, key);
+            }
+            let rule = std::str::from_utf8(key)
+                .ok()
+                .and_then(|k| m.column_replacement(None, k));
+            match (value, rule) {
+                (None, _) => body.extend_from_slice(&(-1i32).to_be_bytes()),
+                (Some(_), Some(r)) => {
+                    changed = true;
+                    self.counts.record_column();
+                    put_len_value(&mut body, r);
+                }
+                (Some(val), None) => {
+                    masked.clear();
+                    if m.mask_into(val, &mut masked, self.counts) {
+                        changed = true;
+                        put_len_value(&mut body, &masked);
+                    } else {
+                        put_len_value(&mut body, val);
+                    }
+                }
+            }
+        }
+        if !changed {
+            return Masked::Same;
+        }
+        out.clear();
+        out.extend_from_slice(&body);
+        Masked::Changed
+    }
+}
+
+fn be_i32(v: &[u8], at: usize) -> Option<i32> {
+    Some(i32::from_be_bytes(v.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn put_len_value(out: &mut Vec<u8>, v: &[u8]) {
+    out.extend_from_slice(&(v.len() as i32).to_be_bytes());
+    out.extend_from_slice(v);
+}
+
+/// Reads a length-prefixed value at `at`: the value (None: NULL) and the position after it.
+fn read_value(v: &[u8], at: usize) -> Option<(Option<&[u8]>, usize)> {
+    let len = be_i32(v, at)?;
+    if len < 0 {
+        return Some((None, at + 4));
+    }
+    let len = usize::try_from(len).ok()?;
+    Some((Some(v.get(at + 4..at + 4 + len)?), at + 4 + len))
+}
+
+/// One binary array value split up (element type, header bytes, elements).
+type ArrayParts<'a> = (u32, &'a [u8], Vec<Option<&'a [u8]>>);
+
+/// Splits a binary array: element type, header bytes, elements in order. None when it does
+/// not hold together.
+pub fn read_array(v: &[u8]) -> Option<ArrayParts<'_>> {
+    let ndim = usize::try_from(be_i32(v, 0)?).ok()?;
+    if ndim > 6 {
+        return None;
+    }
+    let elem = u32::try_from(be_i32(v, 8)?).unwrap_or(0);
+    let header_len = 12 + 8 * ndim;
+    let header = v.get(..header_len)?;
+    let mut count: usize = if ndim == 0 { 0 } else { 1 };
+    for d in 0..ndim {
+        let n = usize::try_from(be_i32(v, 12 + 8 * d)?).ok()?;
+        count = count.checked_mul(n)?;
+    }
+    if count > v.len() / 4 {
+        return None;
+    }
+    let mut items = Vec::with_capacity(count);
+    let mut at = header_len;
+    for _ in 0..count {
+        let (item, next) = read_value(v, at)?;
+        items.push(item);
+        at = next;
+    }
+    (at == v.len()).then_some((elem, header, items))
+}
+
+/// One field of a binary row: its type OID and value (None: NULL).
+type RecordField<'a> = (u32, Option<&'a [u8]>);
+
+/// Splits a binary row: each field's type OID and value.
+pub fn read_record(v: &[u8]) -> Option<Vec<RecordField<'_>>> {
+    let n = usize::try_from(be_i32(v, 0)?).ok()?;
+    if n > v.len() / 8 {
+        return None;
+    }
+    let mut fields = Vec::with_capacity(n);
+    let mut at = 4;
+    for _ in 0..n {
+        let oid = u32::try_from(be_i32(v, at)?).unwrap_or(0);
+        let (value, next) = read_value(v, at + 4)?;
+        fields.push((oid, value));
+        at = next;
+    }
+    (at == v.len()).then_some(fields)
+}
+
+/// One key and value of a binary hstore.
+type HstorePair<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// Splits a binary hstore into its pairs.
+pub fn read_hstore(v: &[u8]) -> Option<Vec<HstorePair<'_>>> {
+    let n = usize::try_from(be_i32(v, 0)?).ok()?;
+    if n > v.len() / 8 {
+        return None;
+    }
+    let mut pairs = Vec::with_capacity(n);
+    let mut at = 4;
+    for _ in 0..n {
+        let (key, next) = read_value(v, at)?;
+        let (value, next) = read_value(v, next)?;
+        pairs.push((key?, value));
+        at = next;
+    }
+    (at == v.len()).then_some(pairs)
+}
+
 /// The text of a binary value of type `oid`, as PostgreSQL would print it; None if the type
 /// has no text form here or the bytes do not decode as that type.
 pub fn text(oid: u32, v: &[u8]) -> Option<String> {

@@ -413,6 +413,8 @@ pub struct Column {
     pub name: String,
     /// Table OID (0 if not a table column).
     pub table_oid: u32,
+    /// The column's attribute number in that table (0 if not a table column).
+    pub attnum: i16,
     /// Type OID.
     pub type_oid: u32,
     /// 0 text, 1 binary.
@@ -430,11 +432,13 @@ pub fn row_description(msg: &[u8]) -> Result<Vec<Column>, FrameError> {
         let (name, r) = cstr(rest).ok_or(err.clone())?;
         let f = r.get(..18).ok_or(err.clone())?;
         let table_oid = be_i32(f).ok_or(err.clone())? as u32;
+        let attnum = f.get(4..).and_then(be_i16).ok_or(err.clone())?;
         let type_oid = f.get(6..).and_then(be_i32).ok_or(err.clone())? as u32;
         let format = f.get(16..).and_then(be_i16).ok_or(err.clone())?;
         cols.push(Column {
             name: String::from_utf8_lossy(name).into_owned(),
             table_oid,
+            attnum,
             type_oid,
             format,
         });

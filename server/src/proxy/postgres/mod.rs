@@ -5,10 +5,13 @@
 
 mod batch;
 mod binary;
+mod catalog;
 pub mod codec;
 pub mod exec;
 mod handoff;
+mod notices;
 mod relay;
+mod rows;
 mod statements;
 pub mod upstream;
 
@@ -125,6 +128,15 @@ where
             return;
         }
     };
+    if wants_replication(&params) {
+        fatal(
+            &mut client,
+            "0A000",
+            "hoop does not relay replication connections; connect without the replication parameter",
+        )
+        .await;
+        return;
+    }
 
     // Client authentication: the tunnel password. `hoop connect` has checked it already and
     // replays the client's startup and password; checking again means a stream opened by
@@ -214,23 +226,58 @@ where
         return;
     }
     let mut up = up;
-    let tables = if ctx
-        .state
-        .policy_for(&ctx.connection.name)
-        .needs_table_names()
-    {
-        match upstream::table_names(&mut up, SERVER_LIMITS).await {
-            Ok(t) => t,
-            Err(e) => {
-                // Without names, table-qualified rules match by column name: more is masked.
-                tracing::warn!(error = %e, "table name lookup failed");
-                std::collections::HashMap::new()
-            }
-        }
-    } else {
-        std::collections::HashMap::new()
+    let policy = ctx.state.policy_for(&ctx.connection.name);
+    let catalog = match policy.masker().filter(|m| !m.is_empty()) {
+        Some(m) => load_catalog(&mut up, m).await,
+        None => catalog::Catalog::default(),
     };
-    relay::run(client, buf, up, ctx, tables).await;
+    relay::run(client, buf, up, ctx, catalog).await;
+}
+
+/// Loads what masking needs from the target's catalog (types, relations, columns, and view
+/// definitions when column rules exist), before the client sees the session. A failed load
+/// leaves a catalog that knows nothing: rules then match by output column name, and shapes
+/// come from the built-in types.
+async fn load_catalog(
+    up: &mut upstream::Upstream,
+    m: &crate::policy::masking::Masker,
+) -> catalog::Catalog {
+    let mut sql = format!(
+        "{}; {}; {}; {}",
+        catalog::TYPES_QUERY,
+        catalog::RELATIONS_QUERY,
+        catalog::ATTRIBUTES_QUERY,
+        catalog::INHERITS_QUERY
+    );
+    if m.has_column_rules() {
+        sql.push_str("; ");
+        sql.push_str(catalog::VIEWS_QUERY);
+    }
+    match upstream::query_rows(up, SERVER_LIMITS, &sql).await {
+        Ok(sets) => {
+            let mut sets = sets.into_iter();
+            let mut next = || sets.next().unwrap_or_default();
+            let (types, relations, attrs, inherits, views) =
+                (next(), next(), next(), next(), next());
+            catalog::Catalog::build(m, types, relations, attrs, inherits, views)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "catalog lookup for masking failed");
+            catalog::Catalog::unloaded(m)
+        }
+    }
+}
+
+/// True when the startup parameters ask for a replication connection, which the gateway does
+/// not relay: a replication stream (CopyBoth) carries table data past every control.
+fn wants_replication(params: &[(String, String)]) -> bool {
+    params.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("replication")
+            && !matches!(
+                v.to_ascii_lowercase().as_str(),
+                "false" | "off" | "no" | "0" | ""
+            )
+    })
 }
 
 /// Registers the target's real key under a fresh random one for the client.

@@ -5,16 +5,18 @@
 //! for review whole. Everything else is forwarded as the bytes that arrived, batched into one
 //! write per read.
 //!
-//! target → client (`server_to_client`): DataRows are masked using the current RowDescription;
-//! CommandComplete / ErrorResponse / ReadyForQuery close statements for the recorder. The
-//! gateway's own answers (a blocked statement's error) are merged into this stream in order: the
+//! target → client (`server_to_client`): DataRows are masked using the current RowDescription
+//! (`rows.rs`), and errors, notices, notifications, parameter statuses and COPY data are masked
+//! too (`notices.rs`, `rows.rs`); CommandComplete / ErrorResponse / ReadyForQuery close
+//! statements for the recorder. The gateway's own answers (a blocked statement's error) are merged into this stream in order: the
 //! other direction queues "what the target will answer next" and "what the gateway answers",
 //! and this direction emits the gateway's answers exactly when the target has answered
 //! everything sent before them.
 //!
-//! Known limits (documented in docs/guardrails.md): a blocked statement does not abort the
-//! surrounding transaction on the target; column rules need the table name, which the gateway
-//! learns from table OIDs it looks up once per session.
+//! Known limits (documented in docs/policy.md): a blocked statement does not abort the
+//! surrounding transaction on the target; column rules follow source columns through the
+//! catalog the gateway loads once per session (`catalog.rs`), so relations created later are
+//! masked whole until the client reconnects.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,12 +27,15 @@ use bytes::{Buf, BytesMut};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
-use super::codec::{self, Column};
+use super::catalog::Catalog;
+use super::codec;
 use super::handoff::{HandoffRx, handoff};
+use super::notices;
+use super::rows::{self, ColAction, CopyDecision, CopyPlan, Lineages, RowMasker};
 use super::upstream::{ReadSide, Upstream};
 use super::{CLIENT_LIMITS, SERVER_LIMITS, register_cancel_key};
 use crate::audit::event;
-use crate::policy::masking::MaskCounts as LiveCounts;
+use crate::policy::masking::{MaskCounts as LiveCounts, Masker};
 use crate::policy::{MaskCounts, Policy};
 use crate::recording::{SessionStart, SessionSummary, StatementRecord};
 use crate::tunnel::TunnelContext;
@@ -164,7 +169,7 @@ pub(super) async fn run<C>(
     client_buf: BytesMut,
     up: Upstream,
     ctx: TunnelContext,
-    tables: HashMap<u32, String>,
+    catalog: Catalog,
 ) where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -226,7 +231,7 @@ pub(super) async fn run<C>(
     let s2c = {
         let session = session.clone();
         tokio::spawn(async move {
-            server_to_client(session, server_r, server_buf, client_w, rx, tables).await
+            server_to_client(session, server_r, server_buf, client_w, rx, catalog).await
         })
     };
     let fatal_tx = tx.clone();
@@ -289,55 +294,6 @@ pub(super) async fn run<C>(
     }
 }
 
-/// What to do with each column of the current result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum ColAction {
-    Pass,
-    /// Whole value replaced (column rule).
-    Replace(Vec<u8>),
-    /// Detectors over the text.
-    Detect,
-    /// Binary value that cannot be checked: sent as NULL.
-    Withhold,
-    /// Binary int8 or numeric: its decimal form is checked; withheld if a detector matches.
-    Number(u32),
-    /// Binary jsonb: a version byte, then the text.
-    Jsonb,
-}
-
-/// Type OIDs whose binary form cannot carry text a detector would find.
-fn binary_is_harmless(type_oid: u32) -> bool {
-    // bool, int2, int4, oid, float4, float8, date, time, timestamp, timestamptz, interval, uuid
-    matches!(
-        type_oid,
-        16 | 21 | 23 | 26 | 700 | 701 | 1082 | 1083 | 1114 | 1184 | 1186 | 2950
-    )
-}
-
-/// Type OIDs whose binary form is the text itself.
-fn binary_is_text(type_oid: u32) -> bool {
-    // text, varchar, bpchar, name, json, unknown
-    matches!(type_oid, 25 | 1043 | 1042 | 19 | 114 | 705)
-}
-
-fn plan_for(policy: &Policy, cols: &[Column], tables: &HashMap<u32, String>) -> Vec<ColAction> {
-    cols.iter()
-        .map(|c| {
-            let table = tables.get(&c.table_oid).map(String::as_str);
-            match (policy.column_masked(table, &c.name), c.format) {
-                (Some(r), 0) => ColAction::Replace(r.to_vec()),
-                (Some(_), _) => ColAction::Withhold,
-                (None, 0) => ColAction::Detect,
-                (None, _) if binary_is_harmless(c.type_oid) => ColAction::Pass,
-                (None, _) if binary_is_text(c.type_oid) => ColAction::Detect,
-                (None, _) if matches!(c.type_oid, 20 | 1700) => ColAction::Number(c.type_oid),
-                (None, _) if c.type_oid == 3802 => ColAction::Jsonb,
-                (None, _) => ColAction::Withhold,
-            }
-        })
-        .collect()
-}
-
 struct S2c {
     queue: VecDeque<Item>,
     status: u8,
@@ -346,17 +302,120 @@ struct S2c {
     /// The RowDescription `plan` was made from: the same one again (a prepared statement run
     /// many times) reuses the plan instead of matching every column against the rules anew.
     plan_of: Vec<u8>,
-    copy_out: Option<bool>,
+    /// The statement (text, index in a multi-statement string) `plan` was made for: with
+    /// column rules, an expression's rule depends on the statement, not only on the
+    /// RowDescription.
+    plan_stmt: Option<(Arc<str>, usize)>,
+    /// The COPY TO STDOUT in progress.
+    copy: Option<CopyState>,
     masked: LiveCounts,
-    tables: HashMap<u32, String>,
+    /// The target's types and relations, for masking by type and by source column.
+    catalog: Catalog,
+    lineages: Lineages,
     scratch: Vec<u8>,
+    /// A masked COPY row (reused).
+    copy_row: Vec<u8>,
     /// The session is being ended by the gateway (grant revoked or expired).
     killed: bool,
     /// The target's real backend key, to cancel what it runs when the session is killed.
     backend_key: Option<(i32, i32)>,
 }
 
+/// A COPY TO STDOUT in progress.
+enum CopyState {
+    /// No masking on this connection: relayed as it comes.
+    Plain,
+    /// Each row masked under the plan.
+    Mask(CopyPlan),
+    /// Refused under masking: data swallowed, the completion answered with this error.
+    Refused(String),
+}
+
 impl S2c {
+    /// A RowDescription: decides the column plan (reused when the same description comes for
+    /// the same statement again).
+    fn describe_rows(&mut self, m: &Masker, msg: &[u8]) {
+        let stmt = self.current_stmt().map(|p| (p.text.clone(), p.tags.len()));
+        let same_stmt = !m.has_column_rules()
+            || match (&self.plan_stmt, &stmt) {
+                (Some((a, i)), Some((b, j))) => i == j && (Arc::ptr_eq(a, b) || a == b),
+                (None, None) => true,
+                _ => false,
+            };
+        if self.plan_of[..] == msg[..] && same_stmt {
+            return;
+        }
+        self.plan_of.clear();
+        // One that does not parse leaves the previous plan.
+        if let Ok(cols) = codec::row_description(msg) {
+            self.plan = rows::plan_for(
+                m,
+                &mut self.catalog,
+                &mut self.lineages,
+                &cols,
+                stmt.as_ref().map(|(t, k)| (t, *k)),
+            );
+            self.plan_active = self.plan.iter().any(|a| *a != ColAction::Pass);
+            self.plan_of.extend_from_slice(msg);
+            self.plan_stmt = stmt;
+        }
+    }
+
+    /// A CopyOutResponse: decides how the rows will be masked. Returns false when it must not
+    /// be forwarded (the COPY is refused: the client gets an error instead).
+    fn begin_copy_out(&mut self, masker: Option<&Masker>, msg: &[u8]) -> bool {
+        let Some(m) = masker else {
+            self.copy = Some(CopyState::Plain);
+            return true;
+        };
+        let body = codec::body(msg);
+        let binary = body.first() == Some(&1);
+        let ncols = body
+            .get(1..3)
+            .and_then(|n| <[u8; 2]>::try_from(n).ok())
+            .map_or(0, |n| usize::from(u16::from_be_bytes(n)));
+        let stmt = self.current_stmt().map(|p| (p.text.clone(), p.tags.len()));
+        let decision = rows::copy_plan(
+            m,
+            &mut self.catalog,
+            stmt.as_ref().map(|(t, k)| (t, *k)),
+            ncols,
+            binary,
+        );
+        match decision {
+            CopyDecision::Mask(plan) => {
+                self.copy = Some(CopyState::Mask(plan));
+                true
+            }
+            CopyDecision::Refuse(why) => {
+                self.copy = Some(CopyState::Refused(why));
+                false
+            }
+        }
+    }
+
+    /// One CopyData of a COPY TO STDOUT under masking.
+    fn copy_data(&mut self, m: &Masker, msg: &[u8], out: &mut BytesMut) {
+        match &mut self.copy {
+            Some(CopyState::Refused(_)) => self.masked.record_withheld(),
+            Some(CopyState::Mask(plan)) => {
+                let changed = RowMasker {
+                    masker: m,
+                    catalog: &mut self.catalog,
+                    counts: &mut self.masked,
+                    scratch: &mut self.scratch,
+                }
+                .copy_row(plan, codec::body(msg), &mut self.copy_row);
+                if !changed {
+                    out.extend_from_slice(msg);
+                } else if !self.copy_row.is_empty() {
+                    codec::put_message(out, b'd', &self.copy_row);
+                }
+            }
+            Some(CopyState::Plain) | None => out.extend_from_slice(msg),
+        }
+    }
+
     /// Emits the gateway's own answers that are due (nothing of the target's is pending before
     /// them).
     fn flush_local(&mut self, out: &mut BytesMut) {
@@ -436,23 +495,26 @@ async fn server_to_client<W>(
     mut buf: BytesMut,
     mut client: WriteHalf<W>,
     rx: HandoffRx<Item>,
-    tables: HashMap<u32, String>,
+    catalog: Catalog,
 ) -> (LiveCounts, String)
 where
     W: AsyncRead + AsyncWrite + Unpin,
 {
     let policy = session.policy.clone();
-    let masking = policy.masking_active();
+    let masker = policy.masker().filter(|m| !m.is_empty());
     let mut st = S2c {
         queue: VecDeque::new(),
         status: b'I',
         plan: Vec::new(),
         plan_active: false,
         plan_of: Vec::new(),
-        copy_out: None,
+        plan_stmt: None,
+        copy: None,
         masked: LiveCounts::default(),
-        tables,
+        catalog,
+        lineages: Lineages::new(),
         scratch: Vec::new(),
+        copy_row: Vec::new(),
         killed: false,
         backend_key: None,
     };
@@ -494,31 +556,19 @@ where
             pos += n;
             let tag = msg.first().copied().unwrap_or_default();
             match tag {
-                b'D' => {
-                    if st.plan_active {
-                        mask_row(
-                            &policy,
-                            &st.plan,
-                            msg,
-                            &mut out,
-                            &mut st.masked,
-                            &mut st.scratch,
-                        );
-                    } else {
-                        out.extend_from_slice(msg);
+                b'D' => match masker {
+                    Some(m) if st.plan_active => RowMasker {
+                        masker: m,
+                        catalog: &mut st.catalog,
+                        counts: &mut st.masked,
+                        scratch: &mut st.scratch,
                     }
-                }
+                    .data_row(&st.plan, msg, &mut out),
+                    _ => out.extend_from_slice(msg),
+                },
                 b'T' => {
-                    if masking {
-                        if st.plan_of[..] != msg[..] {
-                            st.plan_of.clear();
-                            // One that does not parse leaves the previous plan.
-                            if let Ok(cols) = codec::row_description(msg) {
-                                st.plan = plan_for(&policy, &cols, &st.tables);
-                                st.plan_active = st.plan.iter().any(|a| *a != ColAction::Pass);
-                                st.plan_of.extend_from_slice(msg);
-                            }
-                        }
+                    if let Some(m) = masker {
+                        st.describe_rows(m, msg);
                         if st.pop_describe() == Some(true) {
                             continue;
                         }
@@ -526,7 +576,7 @@ where
                     out.extend_from_slice(msg);
                 }
                 b'n' => {
-                    if masking {
+                    if masker.is_some() {
                         st.plan.clear();
                         st.plan_active = false;
                         st.plan_of.clear();
@@ -536,8 +586,22 @@ where
                     }
                     out.extend_from_slice(msg);
                 }
+                b'C' if matches!(st.copy, Some(CopyState::Refused(_))) => {
+                    // A refused COPY ends with the gateway's error instead of its tag.
+                    if let Some(CopyState::Refused(why)) = st.copy.take() {
+                        let mut err = BytesMut::new();
+                        codec::put_error(&mut err, b'E', "ERROR", "0A000", &why, None);
+                        if let Some(p) = st.current_stmt() {
+                            p.error.get_or_insert(("0A000".into(), why));
+                        }
+                        if let Some(p) = st.take_extended() {
+                            finished.push((p, "error"));
+                        }
+                        out.extend_from_slice(&err);
+                    }
+                }
                 b'C' | b'I' | b's' => {
-                    st.copy_out = None;
+                    st.copy = None;
                     if tag == b'C' {
                         let t = codec::command_tag(msg);
                         if let Some(p) = st.current_stmt() {
@@ -551,15 +615,37 @@ where
                     out.extend_from_slice(msg);
                 }
                 b'E' => {
-                    st.copy_out = None;
-                    let (code, text) = codec::error_fields(msg);
+                    st.copy = None;
+                    // Masked first: the recording keeps the message the client saw.
+                    let from = out.len();
+                    let masked = masker.is_some_and(|m| {
+                        notices::mask_error(m, msg, &mut out, &mut st.masked, &mut st.scratch)
+                    });
+                    let (code, text) = match masked {
+                        true => codec::error_fields(out.get(from..).unwrap_or_default()),
+                        false => {
+                            out.extend_from_slice(msg);
+                            codec::error_fields(msg)
+                        }
+                    };
                     if let Some(p) = st.current_stmt() {
                         p.error.get_or_insert((code, text));
                     }
                     if let Some(p) = st.take_extended() {
                         finished.push((p, "error"));
                     }
-                    out.extend_from_slice(msg);
+                }
+                b'N' | b'A' | b'S' if masker.is_some() => {
+                    let masked = masker.is_some_and(|m| match tag {
+                        b'N' => {
+                            notices::mask_error(m, msg, &mut out, &mut st.masked, &mut st.scratch)
+                        }
+                        b'A' => notices::mask_notification(m, msg, &mut out, &mut st.masked),
+                        _ => notices::mask_parameter(m, msg, &mut out, &mut st.masked),
+                    });
+                    if !masked {
+                        out.extend_from_slice(msg);
+                    }
                 }
                 b'Z' => {
                     st.status = msg.get(5).copied().unwrap_or(b'I');
@@ -622,23 +708,31 @@ where
                     }
                 }
                 b'H' => {
-                    // CopyOutResponse: overall format 0 text, 1 binary.
-                    st.copy_out = Some(msg.get(5) == Some(&1));
-                    out.extend_from_slice(msg);
-                }
-                b'd' if masking && st.copy_out.is_some() => {
-                    if st.copy_out == Some(true) {
-                        // Binary COPY cannot be checked: withheld.
-                        st.masked.record_withheld();
-                    } else {
-                        let data = codec::body(msg);
-                        st.scratch.clear();
-                        if policy.mask_text(data, &mut st.scratch, &mut st.masked) {
-                            codec::put_message(&mut out, b'd', &st.scratch);
-                        } else {
-                            out.extend_from_slice(msg);
-                        }
+                    if st.begin_copy_out(masker, msg) {
+                        out.extend_from_slice(msg);
                     }
+                }
+                b'd' if masker.is_some() && st.copy.is_some() => {
+                    if let Some(m) = masker {
+                        st.copy_data(m, msg, &mut out);
+                    }
+                }
+                b'c' if matches!(st.copy, Some(CopyState::Refused(_))) => {}
+                b'W' => {
+                    // CopyBothResponse: a replication stream, which the gateway never relays
+                    // (replication connections are refused at startup).
+                    let mut err = BytesMut::new();
+                    codec::put_error(
+                        &mut err,
+                        b'E',
+                        "FATAL",
+                        "0A000",
+                        "hoop: the target started a replication stream, which the gateway does not relay",
+                        None,
+                    );
+                    let _ = client.write_all(&out).await;
+                    let _ = client.write_all(&err).await;
+                    return (st.masked, "replication stream refused".into());
                 }
                 _ => out.extend_from_slice(msg),
             }
@@ -725,37 +819,6 @@ where
     (st.masked, reason)
 }
 
-/// The decimal text of a binary int8 (OID 20) or numeric (OID 1700) value, written into
-/// `buf`; None if it does not decode (then the caller withholds it).
-fn decimal_of<'a>(oid: u32, v: &[u8], buf: &'a mut Vec<u8>) -> Option<&'a [u8]> {
-    use std::io::Write;
-    if oid == 20 {
-        let n = i64::from_be_bytes(v.try_into().ok()?);
-        write!(buf, "{n}").ok()?;
-        return Some(buf.as_slice());
-    }
-    // numeric: ndigits, weight, sign, dscale, then base-10000 digits. Only the digits matter to
-    // a detector, so they are written without point or sign.
-    let word = |i: usize| {
-        v.get(i..i + 2)
-            .and_then(|b| b.try_into().ok())
-            .map(i16::from_be_bytes)
-    };
-    let ndigits = word(0)?.max(0) as usize;
-    if v.len() != 8 + 2 * ndigits {
-        return None;
-    }
-    for i in 0..ndigits {
-        let d = word(8 + 2 * i)?;
-        if i == 0 {
-            write!(buf, "{d}").ok()?;
-        } else {
-            write!(buf, "{d:04}").ok()?;
-        }
-    }
-    Some(buf.as_slice())
-}
-
 /// `a - b`, counter by counter.
 fn diff(a: &LiveCounts, b: &LiveCounts) -> LiveCounts {
     LiveCounts {
@@ -767,190 +830,5 @@ fn diff(a: &LiveCounts, b: &LiveCounts) -> LiveCounts {
         secrets: a.secrets.saturating_sub(b.secrets),
         columns: a.columns.saturating_sub(b.columns),
         withheld: a.withheld.saturating_sub(b.withheld),
-    }
-}
-
-/// Rewrites one DataRow under the plan. A row nothing changes (the common case) is copied in
-/// one piece; only from its first changed value on is a row re-encoded value by value.
-fn mask_row(
-    policy: &Policy,
-    plan: &[ColAction],
-    msg: &[u8],
-    out: &mut BytesMut,
-    counts: &mut LiveCounts,
-    scratch: &mut Vec<u8>,
-) {
-    let Ok(values) = codec::data_row_values(msg) else {
-        out.extend_from_slice(msg);
-        return;
-    };
-    let n = plan.len() as i16;
-    // Where the re-encoded row starts in `out`, once a value changed.
-    let mut row = None;
-    for (i, v) in values.enumerate() {
-        let Ok(v) = v else {
-            // A malformed value: what came before is sent re-encoded, the rest dropped.
-            row.get_or_insert_with(|| begin_copy(out, n, msg, i));
-            break;
-        };
-        let action = plan.get(i).unwrap_or(&ColAction::Detect);
-        // None: the value stays; Some(new): it becomes `new` (None for NULL).
-        let change: Option<Option<&[u8]>> = match (action, v) {
-            (_, None) | (ColAction::Pass, Some(_)) => None,
-            (ColAction::Replace(r), Some(_)) => {
-                counts.record_column();
-                Some(Some(r))
-            }
-            (ColAction::Withhold, Some(_)) => {
-                counts.record_withheld();
-                Some(None)
-            }
-            (ColAction::Number(oid), Some(v)) => {
-                scratch.clear();
-                let text = decimal_of(*oid, v, scratch);
-                if text.is_none_or(|t| policy.detects(t)) {
-                    counts.record_withheld();
-                    Some(None)
-                } else {
-                    None
-                }
-            }
-            (ColAction::Jsonb, Some(v)) => {
-                scratch.clear();
-                match v.split_first() {
-                    Some((1, text)) if policy.mask_text(text, scratch, counts) => {
-                        // The version byte goes back in front of the masked text.
-                        scratch.insert(0, 1);
-                        Some(Some(&scratch[..]))
-                    }
-                    Some((1, _)) => None,
-                    _ => {
-                        counts.record_withheld();
-                        Some(None)
-                    }
-                }
-            }
-            (ColAction::Detect, Some(v)) => {
-                scratch.clear();
-                if policy.mask_text(v, scratch, counts) {
-                    Some(Some(&scratch[..]))
-                } else {
-                    None
-                }
-            }
-        };
-        match change {
-            None if row.is_none() => {}
-            None => codec::put_value(out, v),
-            Some(new) => {
-                row.get_or_insert_with(|| begin_copy(out, n, msg, i));
-                codec::put_value(out, new);
-            }
-        }
-    }
-    match row {
-        Some(start) => codec::end_row(out, start),
-        None => out.extend_from_slice(msg),
-    }
-}
-
-/// Begins a re-encoded DataRow of `n` values in `out` with the first `k` values of `msg`
-/// unchanged; returns where it starts (for [`codec::end_row`]).
-fn begin_copy(out: &mut BytesMut, n: i16, msg: &[u8], k: usize) -> usize {
-    let start = codec::begin_row(out, n);
-    if let Ok(values) = codec::data_row_values(msg) {
-        for v in values.take(k).flatten() {
-            codec::put_value(out, v);
-        }
-    }
-    start
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-mod tests {
-    use super::*;
-
-    fn row(values: &[Option<&[u8]>]) -> BytesMut {
-        let mut out = BytesMut::new();
-        let start = codec::begin_row(&mut out, values.len() as i16);
-        for v in values {
-            codec::put_value(&mut out, *v);
-        }
-        codec::end_row(&mut out, start);
-        out
-    }
-
-    fn masked(plan: &[ColAction], values: &[Option<&[u8]>]) -> (BytesMut, BytesMut, LiveCounts) {
-        let policy = Policy::compile(&[], &["pii".into()], &[], &[], &[]).unwrap();
-        let msg = row(values);
-        let (mut out, mut counts, mut scratch) =
-            (BytesMut::new(), LiveCounts::default(), Vec::new());
-        mask_row(&policy, plan, &msg, &mut out, &mut counts, &mut scratch);
-        (msg, out, counts)
-    }
-
-    #[test]
-    fn a_row_nothing_changes_is_sent_as_it_came() {
-        let plan = [ColAction::Detect, ColAction::Pass, ColAction::Detect];
-        let (msg, out, counts) = masked(&plan, &[Some(b"42"), None, Some(b"plain text")]);
-        assert_eq!(out, msg);
-        assert_eq!(counts, LiveCounts::default());
-    }
-
-    #[test]
-    fn a_row_is_re_encoded_from_its_first_changed_value() {
-        let plan = [
-            ColAction::Detect,
-            ColAction::Pass,
-            ColAction::Detect,
-            ColAction::Withhold,
-            ColAction::Replace(b"****".to_vec()),
-            ColAction::Detect,
-        ];
-        let (_, out, counts) = masked(
-            &plan,
-            &[
-                Some(b"7"),
-                None,
-                Some(b"card 4111 1111 1111 1111 ok"),
-                Some(b"\x00\x01"),
-                Some(b"secret"),
-                Some(b"tail"),
-            ],
-        );
-        let want = row(&[
-            Some(b"7"),
-            None,
-            Some(b"card **** **** **** 1111 ok"),
-            None,
-            Some(b"****"),
-            Some(b"tail"),
-        ]);
-        assert_eq!(out, want);
-        assert_eq!(
-            (counts.credit_card, counts.withheld, counts.columns),
-            (1, 1, 1)
-        );
-    }
-
-    #[test]
-    fn binary_jsonb_is_masked_behind_its_version_byte() {
-        let plan = [ColAction::Jsonb, ColAction::Jsonb, ColAction::Jsonb];
-        let (_, out, counts) = masked(
-            &plan,
-            &[
-                Some(b"\x01{\"card\": \"4111 1111 1111 1111\"}"),
-                Some(b"\x01{\"a\": 1}"),
-                Some(b"\x02{}"),
-            ],
-        );
-        let want = row(&[
-            Some(b"\x01{\"card\": \"**** **** **** 1111\"}"),
-            Some(b"\x01{\"a\": 1}"),
-            None,
-        ]);
-        assert_eq!(out, want);
-        assert_eq!((counts.credit_card, counts.withheld), (1, 1));
     }
 }

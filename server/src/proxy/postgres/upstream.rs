@@ -334,15 +334,15 @@ pub async fn connect(
     Ok(Upstream { stream, buf })
 }
 
-/// Looks up the names of the target's tables (OID → `schema.table`) on the fresh connection,
-/// before the client sees it, so `table.column` masking rules can match result columns. The
-/// bytes the target sent before (ParameterStatus … ReadyForQuery) stay in `up.buf` untouched.
-/// Tables created later in the session are unknown: their columns match by column name alone
-/// (the masker treats an unknown table as matching, failing closed).
-pub async fn table_names(
+/// Runs a simple-protocol query string on the fresh connection, before the client sees it, and
+/// returns its rows, one list per result set, as text (the session-start catalog lookup of
+/// masking, see `catalog.rs`). The bytes the target sent before (ParameterStatus …
+/// ReadyForQuery) stay in `up.buf` untouched.
+pub async fn query_rows(
     up: &mut Upstream,
     limits: Limits,
-) -> Result<std::collections::HashMap<u32, String>, UpstreamError> {
+    sql: &str,
+) -> Result<Vec<Vec<Vec<Option<String>>>>, UpstreamError> {
     // Wait for the first ReadyForQuery.
     let mut offset = 0;
     loop {
@@ -366,45 +366,39 @@ pub async fn table_names(
         }
     }
     let mut out = BytesMut::new();
-    let q = b"select c.oid::text, n.nspname, c.relname from pg_catalog.pg_class c \
-              join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
-              where c.relkind in ('r','v','m','p','f') and n.nspname not in ('pg_catalog','information_schema')\0";
-    codec::put_message(&mut out, b'Q', q);
+    let mut body = sql.as_bytes().to_vec();
+    body.push(0);
+    codec::put_message(&mut out, b'Q', &body);
     up.stream.write_all(&out).await?;
     let mut rest = up.buf.split_off(offset);
-    let mut names = std::collections::HashMap::new();
+    let mut sets: Vec<Vec<Vec<Option<String>>>> = Vec::new();
+    let mut failed = None;
     loop {
         let n = read_message(up.stream.as_mut(), &mut rest, limits).await?;
         let msg = rest.split_to(n);
         match msg.first() {
+            Some(b'T') => sets.push(Vec::new()),
             Some(b'D') => {
-                let vals: Vec<Option<&[u8]>> = codec::data_row_values(&msg)
+                let row = codec::data_row_values(&msg)
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))?
-                    .collect::<Result<_, _>>()
+                    .map(|v| v.map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned())))
+                    .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-                if let [Some(oid), Some(ns), Some(rel)] = vals.as_slice()
-                    && let Ok(oid) = String::from_utf8_lossy(oid).parse::<u32>()
-                {
-                    names.insert(
-                        oid,
-                        format!(
-                            "{}.{}",
-                            String::from_utf8_lossy(ns),
-                            String::from_utf8_lossy(rel)
-                        ),
-                    );
+                if let Some(set) = sets.last_mut() {
+                    set.push(row);
                 }
             }
             Some(b'Z') => break,
             Some(b'E') => {
                 let (code, text) = codec::error_fields(&msg);
-                return Err(UpstreamError::Protocol(format!(
-                    "table lookup failed: {text} ({code})"
-                )));
+                failed = Some(format!("catalog lookup failed: {text} ({code})"));
             }
             _ => {}
         }
     }
     up.buf.unsplit(rest);
-    Ok(names)
+    match failed {
+        Some(e) => Err(UpstreamError::Protocol(e)),
+        None => Ok(sets),
+    }
 }
