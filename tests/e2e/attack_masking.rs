@@ -420,7 +420,7 @@ async fn column_rules_follow_the_source_column() {
     let mut failures = run_cases(&env, &cases);
     // The extended protocol with binary results (tokio-postgres): an expression over the
     // ruled column is withheld, a plain column beside it comes through.
-    let (client, conn) = tokio_postgres::connect(&env.tunnel.url, tokio_postgres::NoTls)
+    let (client, conn) = tokio_postgres::connect(&env.tunnel.driver_url(), tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
@@ -517,7 +517,7 @@ async fn structured_values_stay_parseable_and_masked() {
     let mut failures = run_cases(&env, &cases);
 
     // Every masked text value parses back on the real server, with the same element count.
-    let (client, conn) = tokio_postgres::connect(&env.tunnel.url, tokio_postgres::NoTls)
+    let (client, conn) = tokio_postgres::connect(&env.tunnel.driver_url(), tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
@@ -770,7 +770,7 @@ async fn numbers_and_floats_never_carry_a_card() {
         },
     ];
     let mut failures = run_cases(&env, &cases);
-    let (client, conn) = tokio_postgres::connect(&env.tunnel.url, tokio_postgres::NoTls)
+    let (client, conn) = tokio_postgres::connect(&env.tunnel.driver_url(), tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
@@ -898,7 +898,7 @@ async fn detectors_find_quoted_addresses_labelled_ssns_and_aws_secret_keys() {
     ];
     let mut failures = run_cases(&env, &cases);
     // The same through tokio-postgres (binary results).
-    let (client, conn) = tokio_postgres::connect(&env.tunnel.url, tokio_postgres::NoTls)
+    let (client, conn) = tokio_postgres::connect(&env.tunnel.driver_url(), tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
