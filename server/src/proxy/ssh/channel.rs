@@ -407,11 +407,7 @@ async fn start_exec(
     text: &str,
     command: Vec<u8>,
 ) -> Result<(), String> {
-    let scp = crate::policy::shell::split_commands(text)
-        .ok()
-        .and_then(|c| c.first().map(|c| c.program == "scp"))
-        .unwrap_or(false);
-    if scp {
+    if crate::policy::shell::is_scp_transfer(text) {
         shared.mode.store(MODE_SCP, Ordering::Relaxed);
     } else {
         shared.mode.store(MODE_EXEC, Ordering::Relaxed);
