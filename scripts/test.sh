@@ -16,6 +16,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v ssh >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 # The SSH e2e drives an interactive shell through a pty with python3's `pty` module.
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+# The SSH attack suite runs the wrappers and shells an attacker would use through the gateway
+# (sudo, zsh), so a judge that let them through would show on disk.
+command -v sudo >/dev/null 2>&1 || need_pkgs+=(sudo)
+command -v zsh >/dev/null 2>&1 || need_pkgs+=(zsh)
 # pg_query builds libpg_query (PostgreSQL's parser) with cc and generates bindings with bindgen.
 command -v clang >/dev/null 2>&1 || need_pkgs+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_pkgs+=(libclang-dev)

@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod attack_ssh;
 mod audit;
 mod demo;
 mod exec;

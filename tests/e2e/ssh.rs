@@ -8,13 +8,13 @@ use hoop_tests::gateway::{Tunnel, code, stderr, stdout};
 use hoop_tests::sshd::{SshClient, Sshd, unrelated_host_key};
 use hoop_tests::{CliUser, Gateway};
 
-struct Env {
-    sshd: Sshd,
-    gw: Gateway,
-    cli: CliUser,
-    key: String,
-    tunnel: Tunnel,
-    client: SshClient,
+pub(crate) struct Env {
+    pub(crate) sshd: Sshd,
+    pub(crate) gw: Gateway,
+    pub(crate) cli: CliUser,
+    pub(crate) key: String,
+    pub(crate) tunnel: Tunnel,
+    pub(crate) client: SshClient,
 }
 
 const GUARDED: &str = r#"guardrails = ["no-destructive", "ops"]
@@ -36,7 +36,7 @@ const HELD: &str = r#"guardrails = ["no-destructive", "held"]
 masking = ["pii"]
 review = { statements = ["held"], approvers = ["dba"], statement_timeout = "60s" }"#;
 
-async fn setup_with(connection_extra: &str, host_key: Option<String>) -> Env {
+pub(crate) async fn setup_with(connection_extra: &str, host_key: Option<String>) -> Env {
     let sshd = Sshd::start().await.unwrap();
     let mut conn = sshd.connection("web", connection_extra);
     if let Some(k) = host_key {
@@ -77,11 +77,11 @@ async fn setup_with(connection_extra: &str, host_key: Option<String>) -> Env {
     }
 }
 
-async fn setup(connection_extra: &str) -> Env {
+pub(crate) async fn setup(connection_extra: &str) -> Env {
     setup_with(connection_extra, None).await
 }
 
-fn explain(env: &Env, out: &Output) -> String {
+pub(crate) fn explain(env: &Env, out: &Output) -> String {
     format!(
         "exit {}\nstdout: {}\nstderr: {}\n--- hoopd:\n{}\n--- hoop connect:\n{}\n--- sshd:\n{}",
         code(out),
@@ -94,7 +94,7 @@ fn explain(env: &Env, out: &Output) -> String {
 }
 
 /// Waits until an audit event matching `pred` has been written (audit writes are queued).
-async fn audited(env: &Env, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
+pub(crate) async fn audited(env: &Env, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
     for _ in 0..100 {
         let events = env.gw.audit_events().await.unwrap();
         if events.iter().any(&pred) {
@@ -106,7 +106,7 @@ async fn audited(env: &Env, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
 }
 
 /// The statements recorded for the connection's sessions, oldest first: (text, verdict, outcome, tag).
-async fn recorded(env: &Env) -> Vec<(String, String, String, Option<String>)> {
+pub(crate) async fn recorded(env: &Env) -> Vec<(String, String, String, Option<String>)> {
     // Session records are written in batches: wait until the session has ended.
     for _ in 0..100 {
         let pool = env.gw.db().await.unwrap();
