@@ -857,3 +857,219 @@ mod properties {
         }
     }
 }
+
+/// The judge against real bash: generated lines put stub programs (`pa`, `pb`, `pc`, which
+/// only log their name) behind wrappers, quoting, braces, redirections and compound
+/// commands; bash runs each line, and every stub it ran must be among the programs the judge
+/// found, unless the judge refuses the line as unresolved. A parser that disagreed with bash
+/// about what runs would show here.
+mod against_bash {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    use proptest::prelude::*;
+
+    use super::super::analysis::analyze;
+    use super::super::programs::Program;
+
+    const STUBS: &[&str] = &["pa", "pb", "pc"];
+
+    fn stub_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        for s in STUBS {
+            let p = dir.path().join(s);
+            std::fs::write(&p, format!("#!/bin/sh\necho {s} >> '{}'\n", log.display())).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dir
+    }
+
+    /// What bash ran of the stubs.
+    fn bash_ran(dir: &Path, line: &str) -> BTreeSet<String> {
+        let log = dir.join("log");
+        let _ = std::fs::remove_file(&log);
+        let path = format!("{}:/usr/bin:/bin:/usr/sbin:/sbin", dir.display());
+        // A scratch directory of its own, so `>pa` cannot overwrite a stub.
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let _ = Command::new("timeout")
+            .args(["5", "bash", "--norc", "--noprofile", "-c", line])
+            .env("PATH", path)
+            .current_dir(&work)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn judged(line: &str) -> Result<BTreeSet<String>, String> {
+        let a = analyze(line);
+        if let Some(u) = a.unresolved.first() {
+            return Err(u.clone());
+        }
+        Ok(a.invocations
+            .iter()
+            .filter_map(|i| match &i.program {
+                Program::Named { base, .. } => Some(base.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn check(dir: &Path, line: &str) -> Result<(), String> {
+        let ran = bash_ran(dir, line);
+        match judged(line) {
+            Err(_) => Ok(()),
+            Ok(found) => {
+                let missed: Vec<&String> = ran.iter().filter(|r| !found.contains(*r)).collect();
+                if missed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{line:?}: bash ran {missed:?}, the judge found {found:?}"))
+                }
+            }
+        }
+    }
+
+    /// Hand-picked lines, each a way a parser could disagree with bash.
+    #[test]
+    fn what_bash_runs_the_judge_finds() {
+        let dir = stub_dir();
+        let lines = [
+            "env -u pa pb",
+            "env -i pa",
+            "env -S 'pa x' y",
+            "env -S'pb'",
+            "env FOO=1 -- pa",
+            ">pa pb",
+            "<pa pb; :",
+            "2>pa pb",
+            "timeout -s KILL 60 pa",
+            "timeout -k 1 5 pb",
+            "nice -n 5 pa",
+            "nice -5 pb",
+            "nohup pa",
+            "stdbuf -o0 -eL pa",
+            "setsid -w pa",
+            "ionice -c 3 pa",
+            "taskset 0x1 pa",
+            "time -p pa",
+            "command pa",
+            "exec -a x pa",
+            "flock /tmp/hoop-judge-lock pa",
+            "flock /tmp/hoop-judge-lock -c 'pb'",
+            "xargs pa",
+            "echo x | xargs -I{} pb {}",
+            "find . -maxdepth 0 -exec pa {} \\;",
+            "find . -maxdepth 0 -exec pb {} +",
+            "sh -c 'pa; pb'",
+            "bash -c \"pa | pb\"",
+            "eval pa",
+            "eval 'pa; pb'",
+            "bash <<< pa",
+            "bash <<'X'\npb\nX\n",
+            "bash -s <<X\npc\nX\n",
+            "echo $(pa) `pb` \"$(pc)\"",
+            "echo ${x:-$(pa)}",
+            "echo $(( $(pa) + 1 ))",
+            "cat <(pa) >(pb)",
+            "pa | pb || pc && pa; pb & pc",
+            "{ pa; }",
+            "(pb)",
+            "if pa; then pb; else pc; fi",
+            "for x in 1; do pa; done",
+            "while ! pa; do pb; break; done",
+            "case x in x) pc;; esac",
+            "f() { pa; }; f",
+            "function g { pb; }; g",
+            "'p'a",
+            "\"p\"b",
+            "p\\c",
+            "$'\\x70a'",
+            "{pa,x}",
+            "{pb,}",
+            "p{a,b}",
+            "pa # ; pb",
+            "pa\\\n;pb",
+            "X=1 pa",
+            "X=$(pb) pa",
+            "[[ $(pa) ]]",
+            "(( $(pb) ))",
+            "coproc pa",
+            "trap pa EXIT",
+            "shopt -s expand_aliases\nalias pa=pb\npa",
+            "! pa",
+            "pa <<X\n$(pb)\nX\n",
+            "cat <<'X'\n$(pb)\nX\n",
+        ];
+        let failures: Vec<String> = lines.iter().filter_map(|l| check(dir.path(), l).err()).collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        // The comparison is not vacuous: bash really ran the stubs.
+        let ran = lines.iter().filter(|l| !bash_ran(dir.path(), l).is_empty()).count();
+        let silent: Vec<&&str> = lines.iter().filter(|l| bash_ran(dir.path(), l).is_empty()).collect();
+        assert!(ran > lines.len() * 3 / 4, "bash ran stubs for only {ran} of {} lines: {silent:?}", lines.len());
+    }
+
+    const WRAPPERS: &[&str] = &[
+        "", "env ", "env -u pa ", "env -i ", "env FOO=1 ", "env -S 'pc' ", "timeout 5 ",
+        "timeout -s KILL 60 ", "nice -n 5 ", "nohup ", "stdbuf -o0 ", "setsid -w ", "command ",
+        "exec -a x ", "xargs ", "X=1 ", ">/dev/null ", "</dev/null ", "2>&1 ", "eval ",
+        "time -p ", "flock /tmp/hoop-judge-lock ", "ionice -c 3 ", "taskset 0x1 ",
+    ];
+    const NAMES: &[&str] = &[
+        "pa", "pb", "pc", "'pa'", "\"pb\"", "p\\c", "$'\\x70a'", "{pb,x}", "p{a,b}", "${X:-pa}",
+        "$(echo pb)", "pa$Y",
+    ];
+    const GLUE: &[&str] = &[";", " && ", " || ", " | ", "\n", " & "];
+    const SHAPES: &[&str] = &["{}", "( {} )", "{{ {}; }}", "echo $({})", "echo `{}`", "cat <({})", "sh -c '{}'", "if true; then {}; fi", "f() {{ {}; }}; f"];
+
+    fn command() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(proptest::sample::select(WRAPPERS), 0..3),
+            proptest::sample::select(NAMES),
+            proptest::sample::select(&["", " x", " -u pa", " >/dev/null", " pb"][..]),
+        )
+            .prop_map(|(w, n, a)| format!("{}{n}{a}", w.concat()))
+    }
+
+    fn line() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec((command(), proptest::sample::select(GLUE)), 1..4),
+            proptest::sample::select(SHAPES),
+        )
+            .prop_map(|(cmds, shape)| {
+                let mut inner = String::new();
+                for (i, (c, g)) in cmds.iter().enumerate() {
+                    if i > 0 {
+                        inner.push_str(g);
+                    }
+                    inner.push_str(c);
+                }
+                if shape.contains('\'') && inner.contains('\'') {
+                    return inner;
+                }
+                shape.replace("{}", &inner).replace("{{", "{").replace("}}", "}")
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+        #[test]
+        fn generated_lines_agree_with_bash(line in line()) {
+            let dir = stub_dir();
+            if let Err(e) = check(dir.path(), &line) {
+                prop_assert!(false, "{}", e);
+            }
+        }
+    }
+}
