@@ -88,6 +88,8 @@ pub(crate) struct Parsed {
 struct Ctx {
     stages: Vec<usize>,
     depth: u8,
+    /// The text being walked (positions in the tree point into it).
+    source: std::rc::Rc<str>,
 }
 
 impl Ctx {
@@ -158,6 +160,7 @@ impl Parsed {
         let ctx = Ctx {
             stages: enclosing.to_vec(),
             depth,
+            source: text.into(),
         };
         for list in &program.complete_commands {
             self.compound_list(list, &ctx);
@@ -268,7 +271,18 @@ impl Parsed {
 
     fn compound(&mut self, c: &ast::CompoundCommand, ctx: &Ctx) {
         match c {
-            ast::CompoundCommand::Arithmetic(a) => self.arithmetic(&a.expr.value, ctx),
+            ast::CompoundCommand::Arithmetic(a) => {
+                // brush reads `( (cmd) )` as `((cmd))` when `cmd` is also valid arithmetic;
+                // bash reads `((` as arithmetic only when the two parentheses touch, and
+                // otherwise runs `cmd` in nested subshells.
+                let at = a.loc.start.index;
+                let touching = ctx.source.chars().skip(at).take(2).eq("((".chars());
+                if touching {
+                    self.arithmetic(&a.expr.value, ctx);
+                } else {
+                    self.nested(&a.expr.value, ctx);
+                }
+            }
             ast::CompoundCommand::ArithmeticForClause(f) => {
                 for e in [&f.initializer, &f.condition, &f.updater]
                     .into_iter()
@@ -710,6 +724,7 @@ impl Parsed {
         let ctx = Ctx {
             stages: stages.to_vec(),
             depth,
+            source: text.into(),
         };
         self.arithmetic(text, &ctx);
     }

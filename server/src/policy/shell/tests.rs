@@ -174,6 +174,8 @@ const DESTRUCTIVE: &[&str] = &[
     "for x in 1; do rm -rf /; done",
     "case x in x) rm -rf /;; esac",
     "(rm -rf /)",
+    "( (reboot) )",
+    "(  ( shutdown ) )",
     "{ rm -rf /; }",
     "true && rm -rf /",
     "false || rm -rf /",
@@ -934,7 +936,9 @@ mod against_bash {
                 if missed.is_empty() {
                     Ok(())
                 } else {
-                    Err(format!("{line:?}: bash ran {missed:?}, the judge found {found:?}"))
+                    Err(format!(
+                        "{line:?}: bash ran {missed:?}, the judge found {found:?}"
+                    ))
                 }
             }
         }
@@ -1010,27 +1014,106 @@ mod against_bash {
             "! pa",
             "pa <<X\n$(pb)\nX\n",
             "cat <<'X'\n$(pb)\nX\n",
+            "cat <<EOF\nEOF \npa\nEOF\npb\n",
+            "cat <<EOF\n EOF\npa\nEOF\npb\n",
+            "cat <<-EOF\n\tpa\n\tEOF\npb\n",
+            "cat <<'E'OF\npa\nEOF\npb\n",
+            "cat << EOF; pa\nbody\nEOF\npb\n",
+            "cat <<A <<B\n1\nA\n2\nB\npa\n",
+            "echo $(cat <<X\npa\nX\n)",
+            "cat <<X | pa\nbody\nX\npb\n",
+            "pa <<X\nno end",
+            "pa #x; pb",
+            "pa#x; pb",
+            "echo a#; pb",
+            "echo `echo \\`pa\\``",
+            "echo \"`pb`\"",
+            "p\\\na",
+            "pa \\\n; pb",
+            "case x in (x) pc;; esac",
+            "((pa); pb)",
+            "( (pa) )",
+            "((pa) || pb)",
+            "echo $[ $(pa) ]",
+            "pa\r; pb",
+            "x=(a $(pb)); pa",
+            "declare -a y=($(pc))",
+            "exec 3>/dev/null pa",
+            "{ pa; } 2>/dev/null | { pb; }",
         ];
-        let failures: Vec<String> = lines.iter().filter_map(|l| check(dir.path(), l).err()).collect();
+        let failures: Vec<String> = lines
+            .iter()
+            .filter_map(|l| check(dir.path(), l).err())
+            .collect();
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         // The comparison is not vacuous: bash really ran the stubs.
-        let ran = lines.iter().filter(|l| !bash_ran(dir.path(), l).is_empty()).count();
-        let silent: Vec<&&str> = lines.iter().filter(|l| bash_ran(dir.path(), l).is_empty()).collect();
-        assert!(ran > lines.len() * 3 / 4, "bash ran stubs for only {ran} of {} lines: {silent:?}", lines.len());
+        let ran = lines
+            .iter()
+            .filter(|l| !bash_ran(dir.path(), l).is_empty())
+            .count();
+        let silent: Vec<&&str> = lines
+            .iter()
+            .filter(|l| bash_ran(dir.path(), l).is_empty())
+            .collect();
+        assert!(
+            ran > lines.len() * 3 / 4,
+            "bash ran stubs for only {ran} of {} lines: {silent:?}",
+            lines.len()
+        );
     }
 
     const WRAPPERS: &[&str] = &[
-        "", "env ", "env -u pa ", "env -i ", "env FOO=1 ", "env -S 'pc' ", "timeout 5 ",
-        "timeout -s KILL 60 ", "nice -n 5 ", "nohup ", "stdbuf -o0 ", "setsid -w ", "command ",
-        "exec -a x ", "xargs ", "X=1 ", ">/dev/null ", "</dev/null ", "2>&1 ", "eval ",
-        "time -p ", "flock /tmp/hoop-judge-lock ", "ionice -c 3 ", "taskset 0x1 ",
+        "",
+        "env ",
+        "env -u pa ",
+        "env -i ",
+        "env FOO=1 ",
+        "env -S 'pc' ",
+        "timeout 5 ",
+        "timeout -s KILL 60 ",
+        "nice -n 5 ",
+        "nohup ",
+        "stdbuf -o0 ",
+        "setsid -w ",
+        "command ",
+        "exec -a x ",
+        "xargs ",
+        "X=1 ",
+        ">/dev/null ",
+        "</dev/null ",
+        "2>&1 ",
+        "eval ",
+        "time -p ",
+        "flock /tmp/hoop-judge-lock ",
+        "ionice -c 3 ",
+        "taskset 0x1 ",
     ];
     const NAMES: &[&str] = &[
-        "pa", "pb", "pc", "'pa'", "\"pb\"", "p\\c", "$'\\x70a'", "{pb,x}", "p{a,b}", "${X:-pa}",
-        "$(echo pb)", "pa$Y",
+        "pa",
+        "pb",
+        "pc",
+        "'pa'",
+        "\"pb\"",
+        "p\\c",
+        "$'\\x70a'",
+        "{pb,x}",
+        "p{a,b}",
+        "${X:-pa}",
+        "$(echo pb)",
+        "pa$Y",
     ];
     const GLUE: &[&str] = &[";", " && ", " || ", " | ", "\n", " & "];
-    const SHAPES: &[&str] = &["{}", "( {} )", "{{ {}; }}", "echo $({})", "echo `{}`", "cat <({})", "sh -c '{}'", "if true; then {}; fi", "f() {{ {}; }}; f"];
+    const SHAPES: &[&str] = &[
+        "{}",
+        "( {} )",
+        "{{ {}; }}",
+        "echo $({})",
+        "echo `{}`",
+        "cat <({})",
+        "sh -c '{}'",
+        "if true; then {}; fi",
+        "f() {{ {}; }}; f",
+    ];
 
     fn command() -> impl Strategy<Value = String> {
         (
@@ -1057,7 +1140,10 @@ mod against_bash {
                 if shape.contains('\'') && inner.contains('\'') {
                     return inner;
                 }
-                shape.replace("{}", &inner).replace("{{", "{").replace("}}", "}")
+                shape
+                    .replace("{}", &inner)
+                    .replace("{{", "{")
+                    .replace("}}", "}")
             })
     }
 
