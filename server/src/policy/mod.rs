@@ -189,6 +189,15 @@ impl Policy {
         self.shell_review(verdict)
     }
 
+    /// Judges an exec request's bytes ([`shell::ShellGuardrails::check_bytes`]).
+    pub fn check_command_bytes(&self, command: &[u8]) -> Verdict {
+        let verdict = match &self.shell {
+            Some(s) => s.check_bytes(command),
+            None => Verdict::Allow,
+        };
+        self.shell_review(verdict)
+    }
+
     /// Judges an SSH subsystem request as the program of its name (`sftp`); other subsystems
     /// are refused unless an allow-list names them. Reviewed like exec commands.
     pub fn check_subsystem(&self, name: &str) -> Verdict {

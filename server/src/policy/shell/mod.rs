@@ -244,6 +244,22 @@ impl ShellGuardrails {
         self.judge(&a, Some(line))
     }
 
+    /// Judges an exec request's bytes. Text that is not UTF-8 is refused by every set with
+    /// rules: the shell reads bytes, and the judge would read a lossy copy of them.
+    pub fn check_bytes(&self, command: &[u8]) -> Verdict {
+        match std::str::from_utf8(command) {
+            Ok(line) => self.check(line),
+            Err(_) => {
+                let a = Analysis {
+                    unresolved: vec!["the command is not valid UTF-8".into()],
+                    ..Analysis::default()
+                };
+                let lossy = String::from_utf8_lossy(command);
+                self.judge(&a, Some(&lossy))
+            }
+        }
+    }
+
     /// Judges an interactive shell request: the account's login shell reading what is typed.
     pub fn check_login_shell(&self) -> Verdict {
         let a = Analysis {

@@ -291,7 +291,7 @@ async fn client_to_target(
             }
             FromClient::Exec(command) => {
                 let text = String::from_utf8_lossy(&command).into_owned();
-                let verdict = env.policy.check_command(&text);
+                let verdict = env.policy.check_command_bytes(&command);
                 let start = Start::Exec(command);
                 match judged(
                     &env, &shared, &front, &to, &mut from, size, start, text, verdict, true,
