@@ -783,9 +783,15 @@ fn known_limits_hold_as_documented() {
     ] {
         assert_eq!(g.check(line), Verdict::Allow, "{line}");
     }
-    // An allow-listed program that runs others allows what it runs.
-    let g = rules(&[], Some(&["make", "ls"]));
+    // An allow-listed program that runs others allows what it runs, through its own
+    // language too.
+    let g = rules(&[], Some(&["make", "ls", "sed", "awk"]));
     assert_eq!(g.check("make -C /tmp/evil"), Verdict::Allow);
+    assert_eq!(g.check("sed -n '1e id' /etc/hosts"), Verdict::Allow);
+    assert_eq!(g.check("awk 'BEGIN { system(\"id\") }'"), Verdict::Allow);
+    // Two allowed steps through a file: the second reads what the first wrote.
+    let g = rules(&[], Some(&["cat", "sh"]));
+    assert_eq!(g.check("sh /tmp/x"), Verdict::Allow);
     // The same word in another position is not a program.
     assert_eq!(ls_cat_grep().check("grep -e id x"), Verdict::Allow);
 }
