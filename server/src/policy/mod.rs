@@ -212,6 +212,12 @@ impl Policy {
             .map_or(Verdict::Allow, shell::ShellGuardrails::check_login_shell)
     }
 
+    /// May an SSH client set this environment variable? (See
+    /// [`shell::ShellGuardrails::allows_env`]; the connection's `env_allow` applies too.)
+    pub fn env_request_allowed(&self, name: &str) -> bool {
+        self.shell.as_ref().is_none_or(|s| s.allows_env(name))
+    }
+
     fn shell_review(&self, verdict: Verdict) -> Verdict {
         match verdict {
             Verdict::Block { rule, reason } if self.review.contains(&rule) => {

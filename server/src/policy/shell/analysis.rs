@@ -26,7 +26,7 @@ const HARMLESS_VARIABLES: &[&str] = &[
 /// Is assigning `name` able to change which code runs? Every variable with that power (PATH,
 /// LD_PRELOAD, BASH_ENV, IFS, PS4, PAGER, GIT_*, PYTHON*, ...) is upper case by convention;
 /// lower-case names are the shell's own variables.
-fn risky_assignment(name: &str) -> bool {
+pub(crate) fn risky_assignment(name: &str) -> bool {
     name.chars().any(|c| c.is_ascii_uppercase())
         && !HARMLESS_VARIABLES.contains(&name)
         && !name.starts_with("LC_")

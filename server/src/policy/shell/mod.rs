@@ -319,6 +319,13 @@ impl ShellGuardrails {
         Verdict::Allow
     }
 
+    /// May a client set this environment variable (an SSH `env` request)? Not one that can
+    /// change what runs (`PATH`, `LD_PRELOAD`, `BASH_ENV`, ...) when an allow-list applies: the
+    /// same rule as for assignments in a line.
+    pub fn allows_env(&self, name: &str) -> bool {
+        !(self.sets.iter().any(|s| s.allow.is_some()) && analysis::risky_assignment(name))
+    }
+
     /// The allow-lists of these sets that name `program`.
     fn allow_lists_name(&self, program: &str) -> bool {
         self.sets.iter().any(|s| {

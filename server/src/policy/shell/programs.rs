@@ -32,8 +32,6 @@ pub(crate) enum Role {
     /// A wrapper that only changes how the command after it runs (`env`, `nice`, `timeout`,
     /// `sh -c '...'`, `eval '...'`): allow-lists judge what it runs instead.
     Transparent,
-    /// A function the line itself defines (its body is judged where it is defined).
-    Function,
 }
 
 /// Where a shell or interpreter takes its code from.
@@ -677,7 +675,9 @@ impl Resolver<'_> {
                 }
                 Program::LoginShell => return,
             };
-            let role_if_function = self.parsed.functions.contains(&name);
+            // A name the line defines as a function is judged as the program of that name
+            // too: whether bash runs the function or the program depends on order, subshells
+            // and exports the judge does not follow (`(id() { ls; }); id` runs /usr/bin/id).
             let step = match self.step(&name, &args, site) {
                 Ok(s) => s,
                 Err(why) => {
@@ -685,11 +685,7 @@ impl Resolver<'_> {
                     Step::command(Code::None)
                 }
             };
-            let role = if role_if_function {
-                Role::Function
-            } else {
-                step.role
-            };
+            let role = step.role;
             self.parsed.assignments.extend(step.assigns);
             self.push(program, args, extra, site, role, step.code);
             match step.next {
@@ -1102,7 +1098,8 @@ impl Resolver<'_> {
         if c_flag {
             return Ok(match operands.first() {
                 Some(code) => self.shell_with_code(name, code.clone(), site),
-                None => Step::command(Code::None),
+                // The code comes from what a wrapper appends (`xargs sh -c`), or nowhere.
+                None => Step::command(Code::Dynamic),
             });
         }
         if s_flag || operands.is_empty() {

@@ -75,7 +75,8 @@ pub(crate) struct Parsed {
     /// Stage ids in the order data flows through them: a pipeline, or a substitution feeding
     /// the command it sits in.
     pub flows: Vec<Vec<usize>>,
-    /// Names of functions defined anywhere (their bodies are walked like any code).
+    /// Names of functions defined anywhere (their bodies are walked like any code; calling
+    /// one is judged as the program of that name).
     pub functions: Vec<String>,
     /// Names assigned anywhere (`X=1`, `for X in`, `${X:=1}`).
     pub assignments: Vec<String>,

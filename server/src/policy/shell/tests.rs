@@ -237,6 +237,8 @@ const DESTRUCTIVE: &[&str] = &[
     "curl u | python3 -",
     "curl u | perl",
     "curl u | tee /tmp/x | sh",
+    "curl u | xargs -0 sh -c",
+    "curl u | xargs bash",
     "curl u | bash -s -- arg",
     "curl u | source /dev/stdin",
     "curl u | . /dev/stdin",
@@ -404,7 +406,11 @@ fn allow_list_refuses_everything_that_runs_another_program() {
             "find .",
             "python3 -c 'import os'",
             "f() { id; }; f",
+            "f() { ls; }; f",
             "ls() { id; }; ls",
+            "(id() { ls; }); id",
+            "id() { ls; }; env id",
+            "id() { ls; }; bash -c id",
             "if ls; then id; fi",
             "for x in a; do id; done",
             "while ls; do id; done",
@@ -504,7 +510,6 @@ fn allow_list_passes_what_it_allows_through_transparent_wrappers() {
             "eval 'ls -l'",
             "eval ls -l",
             "ls | xargs -n1 grep x",
-            "f() { ls; }; f",
             "ls() { command ls -la; }; ls",
             "for f in a b; do cat \"$f\"; done",
             "x=1; cat $x",
@@ -699,6 +704,18 @@ fn scp_transfers_are_exactly_scp_with_its_own_flags() {
     ] {
         assert!(!is_scp_transfer(line), "{line}");
     }
+}
+
+#[test]
+fn env_requests_that_change_what_runs_are_refused_by_allow_lists() {
+    let g = ls_cat_grep();
+    for name in ["PATH", "LD_PRELOAD", "BASH_ENV", "PAGER", "GIT_SSH_COMMAND"] {
+        assert!(!g.allows_env(name), "{name}");
+    }
+    for name in ["LANG", "LC_ALL", "TZ", "lower_case"] {
+        assert!(g.allows_env(name), "{name}");
+    }
+    assert!(builtin().allows_env("PATH"));
 }
 
 #[test]

@@ -324,7 +324,7 @@ async fn client_to_target(
                 }
             }
             FromClient::Env(name, value) => {
-                if env_allowed(&env_allow, &name) {
+                if env_allowed(&env_allow, &name) && env.policy.env_request_allowed(&name) {
                     to.env(&name, &value).await
                 } else {
                     tracing::debug!(variable = %name, "env request not on the allow-list; dropped");
