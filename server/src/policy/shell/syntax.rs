@@ -139,6 +139,36 @@ pub(crate) fn nesting(text: &str) -> usize {
     max
 }
 
+/// brush-parser unwraps number parses that can overflow: a file descriptor before `<` or `>`,
+/// a brace sequence's bounds, `~+N`. Text with such a number is refused before brush reads it
+/// (bash refuses it too). Long digit runs elsewhere (`echo 12345678901234567890`) pass.
+fn overflowing_number(text: &str) -> Option<&'static str> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(c) = b.get(i) {
+        if !c.is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let len = i - start;
+        let next = b.get(i).copied();
+        let before = |k: usize| start.checked_sub(k).and_then(|p| b.get(p)).copied();
+        if len >= 10 && matches!(next, Some(b'<' | b'>')) {
+            return Some("a file descriptor number");
+        }
+        let near = |c: Option<u8>| matches!(c, Some(b'.' | b'{' | b'}' | b'~'));
+        let signed = matches!(before(1), Some(b'+' | b'-')) && near(before(2));
+        if len >= 18 && (near(next) || near(before(1)) || signed) {
+            return Some("a number");
+        }
+    }
+    None
+}
+
 impl Parsed {
     /// Parses `text` as code run in the stages `enclosing` (outermost first), `depth` code
     /// strings deep. What it holds is added to `self`. `Err` when it does not parse.
@@ -147,6 +177,11 @@ impl Parsed {
             return Err(format!(
                 "the command is longer than {} KiB",
                 MAX_TEXT / 1024
+            ));
+        }
+        if let Some(what) = overflowing_number(text) {
+            return Err(format!(
+                "the command has {what} too large for the shell to read"
             ));
         }
         if nesting(text) > MAX_NESTING {
@@ -1250,6 +1285,31 @@ mod tests {
         assert_eq!(ansi_c("\\u0041\\n").as_deref(), Some("A\n"));
         assert_eq!(ansi_c("\\cA").as_deref(), Some("\x01"));
         assert_eq!(ansi_c("\\q").as_deref(), Some("\\q"));
+    }
+
+    #[test]
+    fn numbers_brush_would_overflow_on_are_refused() {
+        let mut p = Parsed::default();
+        for line in [
+            "ls 99999999999>x",
+            "ls 2147483648<x",
+            "echo {1..99999999999999999999}",
+            "echo {1..3..99999999999999999999}",
+            "echo ~+99999999999999999999",
+            "echo ~-99999999999999999999",
+        ] {
+            assert!(
+                p.parse(line, &[], 0).unwrap_err().contains("too large"),
+                "{line}"
+            );
+        }
+        for line in [
+            "echo 12345678901234567890",
+            "ls 2>x",
+            "date +%s%N 1700000000000000000",
+        ] {
+            assert!(p.parse(line, &[], 0).is_ok(), "{line}");
+        }
     }
 
     #[test]
