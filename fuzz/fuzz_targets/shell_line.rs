@@ -1,6 +1,6 @@
 //! Arbitrary text through the SSH command judge: the built-in deny set, an allow-list, the
-//! scp-transfer test and the interactive-shell check. Nothing may panic or abort (the parser
-//! recurses, so deep nesting must be refused before it runs out of stack), judging is
+//! scp-transfer test. Nothing may abort (the parser recurses, so deep nesting must be refused
+//! before it runs out of stack; a panic inside the parser is a refusal, see HOOK), judging is
 //! deterministic, a line keeps its verdict when wrapped in `sh -c '...'`, and a line the
 //! scp-transfer test accepts is one an allow-list of `scp` admits.
 #![no_main]
@@ -37,7 +37,22 @@ fn reason(v: &Verdict) -> &str {
     }
 }
 
+/// hoopd unwinds on panic, and the judge turns a panic in the parser's thread into a refusal.
+/// libFuzzer's hook aborts on any panic; this one keeps aborting for every other thread, so a
+/// parser panic is judged as in the gateway (and counted in the log) rather than ending the run.
+static HOOK: LazyLock<()> = LazyLock::new(|| {
+    let abort_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() == Some("hoop-shell-judge") {
+            eprintln!("parser panic contained: {info}");
+            return;
+        }
+        abort_hook(info);
+    }));
+});
+
 fuzz_target!(|data: &[u8]| {
+    LazyLock::force(&HOOK);
     // Exec commands are bytes; the gateway judges their lossy UTF-8 text.
     if data.len() > 4096 {
         return;

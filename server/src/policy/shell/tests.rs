@@ -832,6 +832,17 @@ fn judging_is_bounded_on_hostile_input() {
     assert!(reason(&g, &long).unwrap().contains("longer than"));
 }
 
+/// brush-parser 0.4.0 unwraps in its tokenizer on this line (found by fuzzing): the judge's
+/// thread turns the panic into a refusal, and the gateway goes on.
+#[test]
+fn a_panic_in_the_parser_is_a_refusal() {
+    let line = "a <<X $($(i)\nX\n";
+    let r = reason(&ls_cat_grep(), line).unwrap();
+    assert!(r.contains("could not analyse"), "{r}");
+    assert!(reason(&builtin(), line).is_some());
+    assert_eq!(ls_cat_grep().check("ls"), Verdict::Allow);
+}
+
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
