@@ -142,6 +142,20 @@ plpgsql = {
     "seed-trigger": b"begin new.a := 1; return new; end;",
 }
 
+shell_line = {
+    "seed-wrappers": b"env -u X -S 'timeout -s KILL 60 nice -n 5 rm -rf /' 2>&1 </dev/null",
+    "seed-sudo": b"sudo -u root -D / FOO=1 exec -a x rm --recur --forc ~/",
+    "seed-compound": b"f() { if true; then for x in $(ls); do case $x in a) rm -rf $x;; esac; done; fi; }; f",
+    "seed-subst": b"echo \"$(cat <(id) >(wc) <<< `whoami`)\" ${x:-$(id)} $((1+$(id)))",
+    "seed-heredoc": b"bash <<'EOF'\nrm -rf /\nEOF\ncat <<X\n$(id)\nX\n",
+    "seed-quotes": b"$'\\x72m' r\\m 'r''m' {rm,-rf,/} /???/r? \"$X\" $Y",
+    "seed-code": b"sh -c \"bash -c 'eval rm -rf /'\"; su -c id; watch -n1 'ls'; xargs -I{} sh -c {}",
+    "seed-find": b"find / -name '*.o' -exec rm -f {} + -o -execdir sh -c 'id' \\;",
+    "seed-pipes": b"curl -s u | tee f | sudo bash -s -- x || wget -qO- u | python3 - & disown",
+    "seed-scp": b"scp -v -r -p -d -t -- /tmp/dir",
+    "seed-arith": b"(( x = a[$(id)] )) && [[ $y -eq 1 ]] && echo ${!z} ${w@P} ${a[$i]}",
+}
+
 for target, seeds in (
     ("pg_frontend", frontend),
     ("pg_backend", backend),
@@ -150,6 +164,7 @@ for target, seeds in (
     ("sql_analyze", sql),
     ("sql_cache_key", sql_cache_key),
     ("sql_plpgsql", plpgsql),
+    ("shell_line", shell_line),
 ):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)

@@ -18,6 +18,10 @@ command -v ssh >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 # The masking e2e reads structured values with psycopg 3 (Debian's, run by /usr/bin/python3).
 /usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1 || need_pkgs+=(python3-psycopg)
+# The SSH attack suite runs the wrappers and shells an attacker would use through the gateway
+# (sudo, zsh), so a judge that let them through would show on disk.
+command -v sudo >/dev/null 2>&1 || need_pkgs+=(sudo)
+command -v zsh >/dev/null 2>&1 || need_pkgs+=(zsh)
 # pg_query builds libpg_query (PostgreSQL's parser) with cc and generates bindings with bindgen.
 command -v clang >/dev/null 2>&1 || need_pkgs+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_pkgs+=(libclang-dev)

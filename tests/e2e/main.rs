@@ -12,6 +12,7 @@ mod attack_masking;
 mod attack_local;
 mod attack_reviews;
 mod attack_sql;
+mod attack_ssh;
 mod audit;
 mod demo;
 mod exec;

@@ -36,7 +36,7 @@ const HELD: &str = r#"guardrails = ["no-destructive", "held"]
 masking = ["pii"]
 review = { statements = ["held"], approvers = ["dba"], statement_timeout = "60s" }"#;
 
-async fn setup_with(connection_extra: &str, host_key: Option<String>) -> Env {
+pub(crate) async fn setup_with(connection_extra: &str, host_key: Option<String>) -> Env {
     let sshd = Sshd::start().await.unwrap();
     let mut conn = sshd.connection("web", connection_extra);
     if let Some(k) = host_key {
@@ -82,7 +82,7 @@ pub(crate) async fn setup(connection_extra: &str) -> Env {
     setup_with(connection_extra, None).await
 }
 
-fn explain(env: &Env, out: &Output) -> String {
+pub(crate) fn explain(env: &Env, out: &Output) -> String {
     format!(
         "exit {}\nstdout: {}\nstderr: {}\n--- hoopd:\n{}\n--- hoop connect:\n{}\n--- sshd:\n{}",
         code(out),
@@ -95,7 +95,7 @@ fn explain(env: &Env, out: &Output) -> String {
 }
 
 /// Waits until an audit event matching `pred` has been written (audit writes are queued).
-async fn audited(env: &Env, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
+pub(crate) async fn audited(env: &Env, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
     for _ in 0..100 {
         let events = env.gw.audit_events().await.unwrap();
         if events.iter().any(&pred) {
@@ -107,7 +107,7 @@ async fn audited(env: &Env, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
 }
 
 /// The statements recorded for the connection's sessions, oldest first: (text, verdict, outcome, tag).
-async fn recorded(env: &Env) -> Vec<(String, String, String, Option<String>)> {
+pub(crate) async fn recorded(env: &Env) -> Vec<(String, String, String, Option<String>)> {
     // Session records are written in batches: wait until the session has ended.
     for _ in 0..100 {
         let pool = env.gw.db().await.unwrap();

@@ -264,14 +264,21 @@ impl SshClient {
 
     /// `scp -P PORT <from> <to>` where remote paths are written `:path`.
     pub fn scp(&self, from: &str, to: &str) -> Result<Output> {
+        // -O: the classic scp protocol (exec `scp -t`/`-f`), not SFTP.
+        self.scp_with(&["-O"], from, to)
+    }
+
+    /// `scp <mode> -P PORT <from> <to>`: `&["-O"]` for the classic protocol, `&[]` for the
+    /// SFTP protocol scp uses by default.
+    pub fn scp_with(&self, mode: &[&str], from: &str, to: &str) -> Result<Output> {
         let fix = |p: &str| match p.strip_prefix(':') {
             Some(rest) => format!("hoop@127.0.0.1:{rest}"),
             None => p.to_string(),
         };
         let mut cmd = Command::new("scp");
         self.common(&mut cmd);
-        // -O: the classic scp protocol (exec `scp -t`/`-f`), not SFTP.
-        cmd.args(["-O", "-q", "-P", &self.port.to_string()])
+        cmd.args(mode)
+            .args(["-q", "-P", &self.port.to_string()])
             .arg(fix(from))
             .arg(fix(to));
         run(cmd, None)

@@ -233,6 +233,39 @@ impl Policy {
             Some(s) => s.check(line),
             None => Verdict::Allow,
         };
+        self.shell_review(verdict)
+    }
+
+    /// Judges an exec request's bytes ([`shell::ShellGuardrails::check_bytes`]).
+    pub fn check_command_bytes(&self, command: &[u8]) -> Verdict {
+        let verdict = match &self.shell {
+            Some(s) => s.check_bytes(command),
+            None => Verdict::Allow,
+        };
+        self.shell_review(verdict)
+    }
+
+    /// Judges an SSH subsystem request as the program of its name (`sftp`); other subsystems
+    /// are refused unless an allow-list names them. Reviewed like exec commands.
+    pub fn check_subsystem(&self, name: &str) -> Verdict {
+        self.shell_review(shell::check_subsystem(self.shell.as_ref(), name))
+    }
+
+    /// Judges an interactive shell request (allowed unless an allow-list lacks a shell or a
+    /// deny rule names one). Not reviewed: what is typed afterwards is not judged anyway.
+    pub fn check_shell_request(&self) -> Verdict {
+        self.shell
+            .as_ref()
+            .map_or(Verdict::Allow, shell::ShellGuardrails::check_login_shell)
+    }
+
+    /// May an SSH client set this environment variable? (See
+    /// [`shell::ShellGuardrails::allows_env`]; the connection's `env_allow` applies too.)
+    pub fn env_request_allowed(&self, name: &str) -> bool {
+        self.shell.as_ref().is_none_or(|s| s.allows_env(name))
+    }
+
+    fn shell_review(&self, verdict: Verdict) -> Verdict {
         match verdict {
             Verdict::Block { rule, reason } if self.review.contains(&rule) => {
                 Verdict::Review { rule, reason }

@@ -270,100 +270,61 @@ async fn client_to_target(
                 to.pty(&p).await
             }
             FromClient::Shell => {
-                shared.mode.store(MODE_SHELL, Ordering::Relaxed);
-                cast_start(&env, size).await;
-                to.shell().await
+                // Interactive shells are judged only as a program (an allow-list must name a
+                // shell); what is typed into them is recorded, not judged.
+                let verdict = env.policy.check_shell_request();
+                let record = verdict != Verdict::Allow;
+                let start = Start::Shell;
+                let text = "interactive shell".to_string();
+                match judged(
+                    &env, &shared, &front, &to, &mut from, size, start, text, verdict, record,
+                )
+                .await
+                {
+                    After::Done(r) => r,
+                    After::Resume(early) => {
+                        backlog = early;
+                        continue;
+                    }
+                    After::Stop => break,
+                }
             }
             FromClient::Exec(command) => {
                 let text = String::from_utf8_lossy(&command).into_owned();
-                let verdict = env.policy.check_command(&text);
-                let _ = env
-                    .notes
-                    .send(Note::Exec {
-                        channel: env.number,
-                        text: text.clone(),
-                        verdict: verdict.clone(),
-                        at_ms: now_ms(),
-                    })
-                    .await;
-                if let Verdict::Review { rule, reason } = &verdict {
-                    match hold(&env, &front, &text, rule, reason, &mut from).await {
-                        Held::Approved { id, early } => {
-                            env.ctx.tell(Answer::Approved);
-                            let r = start_exec(&env, &shared, &to, size, &text, command).await;
-                            if let Err(e) = r {
-                                tracing::debug!(error = %e, "target channel gone");
-                                break;
-                            }
-                            if let Some(id) = id {
-                                env.ctx.state.reviews.mark_executed(id).await.ok();
-                            }
-                            backlog = early;
-                            continue;
-                        }
-                        Held::NotRun(not_run) => {
-                            let (outcome, status) = match &not_run {
-                                NotRun::Refused(_) => ("rejected", super::NOT_APPROVED_STATUS),
-                                NotRun::Pending(_) => ("pending", super::REVIEW_PENDING_STATUS),
-                            };
-                            let _ = env
-                                .notes
-                                .send(Note::NotRun {
-                                    channel: env.number,
-                                    outcome,
-                                    reason: not_run.why().to_string(),
-                                })
-                                .await;
-                            shared.answered.store(true, Ordering::Relaxed);
-                            let answer = match not_run {
-                                NotRun::Refused(why) => Answer::NotApproved(format!(
-                                    "{}{why}; the command was not run",
-                                    super::NOT_APPROVED_PREFIX
-                                )),
-                                NotRun::Pending(why) => Answer::Pending(format!(
-                                    "{}{why}; the command was not run",
-                                    super::REVIEW_PENDING_PREFIX
-                                )),
-                            };
-                            answer_exec(&env, &front, &to, answer, status).await;
-                            continue;
-                        }
-                        Held::Gone => {
-                            // Recorded as a withdrawn review, not as a command that ran.
-                            let _ = env
-                                .notes
-                                .send(Note::NotRun {
-                                    channel: env.number,
-                                    outcome: "rejected",
-                                    reason: "the client left; the review was withdrawn".into(),
-                                })
-                                .await;
-                            let _ = to.close().await;
-                            break;
-                        }
+                let verdict = env.policy.check_command_bytes(&command);
+                let start = Start::Exec(command);
+                match judged(
+                    &env, &shared, &front, &to, &mut from, size, start, text, verdict, true,
+                )
+                .await
+                {
+                    After::Done(r) => r,
+                    After::Resume(early) => {
+                        backlog = early;
+                        continue;
                     }
-                }
-                match verdict {
-                    Verdict::Block { rule, reason } => {
-                        shared.answered.store(true, Ordering::Relaxed);
-                        let answer = Answer::Blocked(format!(
-                            "{}{rule}: {reason}; the command was not run",
-                            super::BLOCKED_PREFIX
-                        ));
-                        answer_exec(&env, &front, &to, answer, super::BLOCKED_STATUS).await;
-                        Ok(())
-                    }
-                    _ => start_exec(&env, &shared, &to, size, &text, command).await,
+                    After::Stop => break,
                 }
             }
             FromClient::Subsystem(name) => {
-                if name == "sftp" {
-                    shared.mode.store(MODE_SFTP, Ordering::Relaxed);
+                let verdict = env.policy.check_subsystem(&name);
+                let text = format!("subsystem {name}");
+                let start = Start::Subsystem(name);
+                match judged(
+                    &env, &shared, &front, &to, &mut from, size, start, text, verdict, true,
+                )
+                .await
+                {
+                    After::Done(r) => r,
+                    After::Resume(early) => {
+                        backlog = early;
+                        continue;
+                    }
+                    After::Stop => break,
                 }
-                to.subsystem(&name).await
             }
             FromClient::Env(name, value) => {
-                if env_allowed(&env_allow, &name) {
+                if env_allowed(&env_allow, &name) && env.policy.env_request_allowed(&name) {
                     to.env(&name, &value).await
                 } else {
                     tracing::debug!(variable = %name, "env request not on the allow-list; dropped");
@@ -398,26 +359,156 @@ async fn client_to_target(
     bytes
 }
 
-/// Sends the exec request on to the target (the command was allowed or approved).
-async fn start_exec(
+/// A request that starts what a channel runs: judged before the target sees it.
+enum Start {
+    Exec(Vec<u8>),
+    Subsystem(String),
+    Shell,
+}
+
+/// What the client pump does after a judged request.
+enum After {
+    /// The request was sent on or answered; this is the result of sending.
+    Done(Result<(), String>),
+    /// It was approved after a review: go on with what the client sent meanwhile.
+    Resume(std::collections::VecDeque<FromClient>),
+    /// The channel is gone.
+    Stop,
+}
+
+/// Applies a verdict to a request that starts the channel's program: sends it on, holds it for
+/// review, or answers it as the gateway (blocked, not approved). `record`: report it to the
+/// session (exec commands, subsystems, refused shells).
+#[allow(clippy::too_many_arguments)]
+async fn judged(
+    env: &ChannelEnv,
+    shared: &Shared,
+    front: &FrontWriter,
+    to: &BackWriter,
+    from: &mut FrontReader,
+    size: (u32, u32),
+    start: Start,
+    text: String,
+    verdict: Verdict,
+    record: bool,
+) -> After {
+    if record {
+        let _ = env
+            .notes
+            .send(Note::Exec {
+                channel: env.number,
+                text: text.clone(),
+                verdict: verdict.clone(),
+                at_ms: now_ms(),
+            })
+            .await;
+    }
+    match verdict {
+        Verdict::Allow => After::Done(begin(env, shared, to, size, &text, start).await),
+        Verdict::Block { rule, reason } => {
+            shared.answered.store(true, Ordering::Relaxed);
+            let answer = Answer::Blocked(format!(
+                "{}{rule}: {reason}; the command was not run",
+                super::BLOCKED_PREFIX
+            ));
+            answer_exec(env, front, to, answer, super::BLOCKED_STATUS).await;
+            After::Done(Ok(()))
+        }
+        Verdict::Review { rule, reason } => {
+            match hold(env, front, &text, &rule, &reason, from).await {
+                Held::Approved { id, early } => {
+                    env.ctx.tell(Answer::Approved);
+                    if let Err(e) = begin(env, shared, to, size, &text, start).await {
+                        tracing::debug!(error = %e, "target channel gone");
+                        return After::Stop;
+                    }
+                    if let Some(id) = id {
+                        env.ctx.state.reviews.mark_executed(id).await.ok();
+                    }
+                    After::Resume(early)
+                }
+                Held::NotRun(not_run) => {
+                    let (outcome, status) = match &not_run {
+                        NotRun::Refused(_) => ("rejected", super::NOT_APPROVED_STATUS),
+                        NotRun::Pending(_) => ("pending", super::REVIEW_PENDING_STATUS),
+                    };
+                    let _ = env
+                        .notes
+                        .send(Note::NotRun {
+                            channel: env.number,
+                            outcome,
+                            reason: not_run.why().to_string(),
+                        })
+                        .await;
+                    shared.answered.store(true, Ordering::Relaxed);
+                    let answer = match not_run {
+                        NotRun::Refused(why) => Answer::NotApproved(format!(
+                            "{}{why}; the command was not run",
+                            super::NOT_APPROVED_PREFIX
+                        )),
+                        NotRun::Pending(why) => Answer::Pending(format!(
+                            "{}{why}; the command was not run",
+                            super::REVIEW_PENDING_PREFIX
+                        )),
+                    };
+                    answer_exec(env, front, to, answer, status).await;
+                    After::Done(Ok(()))
+                }
+                Held::Gone => {
+                    // Recorded as a withdrawn review, not as a command that ran.
+                    let _ = env
+                        .notes
+                        .send(Note::NotRun {
+                            channel: env.number,
+                            outcome: "rejected",
+                            reason: "the client left; the review was withdrawn".into(),
+                        })
+                        .await;
+                    let _ = to.close().await;
+                    After::Stop
+                }
+            }
+        }
+    }
+}
+
+/// Sends an allowed (or approved) request on to the target. Only a real scp transfer, and
+/// sftp, skip masking and the terminal recording: their bytes are files.
+async fn begin(
     env: &ChannelEnv,
     shared: &Shared,
     to: &BackWriter,
     size: (u32, u32),
     text: &str,
-    command: Vec<u8>,
+    start: Start,
 ) -> Result<(), String> {
-    let scp = crate::policy::shell::split_commands(text)
-        .ok()
-        .and_then(|c| c.first().map(|c| c.program == "scp"))
-        .unwrap_or(false);
-    if scp {
-        shared.mode.store(MODE_SCP, Ordering::Relaxed);
-    } else {
-        shared.mode.store(MODE_EXEC, Ordering::Relaxed);
-        cast_start(env, size).await;
+    match start {
+        Start::Exec(command) => {
+            if crate::policy::shell::is_scp_transfer(text) {
+                shared.mode.store(MODE_SCP, Ordering::Relaxed);
+            } else {
+                shared.mode.store(MODE_EXEC, Ordering::Relaxed);
+                cast_start(env, size).await;
+            }
+            to.exec(command).await
+        }
+        Start::Subsystem(name) => {
+            // Only the sftp subsystem is decoded; any other allowed one is relayed as an
+            // ordinary channel (masked, cast).
+            if name == "sftp" {
+                shared.mode.store(MODE_SFTP, Ordering::Relaxed);
+            } else {
+                shared.mode.store(MODE_EXEC, Ordering::Relaxed);
+                cast_start(env, size).await;
+            }
+            to.subsystem(&name).await
+        }
+        Start::Shell => {
+            shared.mode.store(MODE_SHELL, Ordering::Relaxed);
+            cast_start(env, size).await;
+            to.shell().await
+        }
     }
-    to.exec(command).await
 }
 
 /// The gateway answers an exec request itself (blocked, or not approved): one stderr line
@@ -736,7 +827,7 @@ async fn target_to_client(
         }
     }
     let mode = shared.mode.load(Ordering::Relaxed);
-    if mode == MODE_EXEC || mode == MODE_SCP || status.is_some() || signal.is_some() {
+    if matches!(mode, MODE_EXEC | MODE_SCP | MODE_SFTP) || status.is_some() || signal.is_some() {
         let _ = env
             .notes
             .send(Note::Exit {
