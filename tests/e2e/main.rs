@@ -8,8 +8,8 @@
     clippy::indexing_slicing
 )]
 
-mod attack_masking;
 mod attack_local;
+mod attack_masking;
 mod attack_reviews;
 mod attack_sql;
 mod attack_ssh;

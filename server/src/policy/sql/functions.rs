@@ -129,7 +129,7 @@ pub fn is_side_effect_free(schema: Option<&str>, name: &str) -> bool {
 /// Is `name` a spelling of UTF-8 (or SQL_ASCII, which a UTF-8 server validates as UTF-8), the
 /// only client encodings in which the gateway reads text as the server does? PostgreSQL
 /// compares encoding names ignoring case and everything but letters and digits.
-pub(super) fn is_utf8_encoding(name: &str) -> bool {
+pub fn is_utf8_encoding(name: &str) -> bool {
     let clean: String = name
         .chars()
         .filter(char::is_ascii_alphanumeric)

@@ -49,7 +49,9 @@ mod pg;
 mod statement;
 mod walk;
 
-pub use functions::{DANGEROUS_FUNCTIONS, WRITE_FUNCTIONS, has_side_effects, is_side_effect_free};
+pub use functions::{
+    DANGEROUS_FUNCTIONS, WRITE_FUNCTIONS, has_side_effects, is_side_effect_free, is_utf8_encoding,
+};
 pub use info::{
     CopyDirection, CopyEndpoint, CopyFormat, CopyInfo, DENY_KINDS, FunctionRef, Keyword, Notation,
     PreparedDef, Reading, StatementClass, StatementInfo, StatementKind, is_deny_kind,

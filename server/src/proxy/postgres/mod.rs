@@ -137,6 +137,14 @@ where
         .await;
         return;
     }
+    if let Some(encoding) = foreign_encoding(&params) {
+        let message = format!(
+            "hoop relays PostgreSQL sessions in UTF-8 only, and this client asked for \
+             client_encoding {encoding}; connect with client_encoding=UTF8 (PGCLIENTENCODING=UTF8)"
+        );
+        fatal(&mut client, "0A000", &message).await;
+        return;
+    }
 
     // Client authentication: the tunnel password. `hoop connect` has checked it already and
     // replays the client's startup and password; checking again means a stream opened by
@@ -278,6 +286,20 @@ fn wants_replication(params: &[(String, String)]) -> bool {
                 "false" | "off" | "no" | "0" | ""
             )
     })
+}
+
+/// The client encoding a startup asks for when it is not UTF-8. In client-only encodings
+/// (SJIS, BIG5, GBK...) a two-byte character can end in `\`, so the server would split a text
+/// into statements differently from the gateway, which reads it as UTF-8. SQL_ASCII is
+/// accepted: a UTF-8 server validates such input as UTF-8. The value is truncated for the
+/// message.
+fn foreign_encoding(params: &[(String, String)]) -> Option<String> {
+    params
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("client_encoding"))
+        .map(|(_, v)| v)
+        .find(|v| !crate::policy::sql::is_utf8_encoding(v))
+        .map(|v| v.chars().take(32).collect())
 }
 
 /// Registers the target's real key under a fresh random one for the client.
