@@ -5,13 +5,9 @@
 //! back still parses. Each test function starts one environment and runs its whole table;
 //! failures are collected and reported together.
 
-use std::time::Duration;
-
-use bytes::{Buf, BufMut, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use crate::postgres::{Env, TARGET_PASSWORD, psql, setup};
 use hoop_tests::gateway::{stderr, stdout};
+use hoop_tests::wire::Wire;
 
 /// Detectors (the built-in `pii` set) and column rules on `customers.name`, `customers.card`,
 /// every `ssn` column, `people.name` (a partitioned table) and `staff.name` (a table with an
@@ -218,15 +214,17 @@ async fn server_messages_never_carry_masked_values() {
     ];
     let mut failures = run_cases(&env, &cases);
     // What clients do not print: ParameterStatus, seen with a raw wire client.
-    let msgs = raw_session(
-        &env,
-        &["set application_name = 'ada@example.com'", "select 1"],
-    )
-    .await;
+    let mut w = Wire::connect(env.tunnel.port, &env.tunnel.password, &env.tunnel.database)
+        .await
+        .unwrap();
+    let mut msgs = w.startup.0.clone();
+    for q in ["set application_name = 'ada@example.com'", "select 1"] {
+        msgs.extend(w.query(q).run().await.unwrap().0);
+    }
     let status: Vec<String> = msgs
         .iter()
-        .filter(|(t, _)| *t == b'S')
-        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .filter(|m| m.tag == b'S')
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
         .collect();
     let all = status.join(" | ");
     if !leaks(&all).is_empty() || !all.contains("application_name\0***@example.com") {
@@ -940,80 +938,4 @@ impl<'a> tokio_postgres::types::FromSql<'a> for Raw {
     fn accepts(_: &tokio_postgres::types::Type) -> bool {
         true
     }
-}
-
-/// A raw wire client: logs in with the tunnel's one-time password, runs each query with the
-/// simple protocol, and returns every message the gateway sent as (tag, body).
-async fn raw_session(env: &Env, queries: &[&str]) -> Vec<(u8, Vec<u8>)> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", env.tunnel.port))
-        .await
-        .unwrap();
-    let mut out = BytesMut::new();
-    let start = out.len();
-    out.put_i32(0);
-    out.put_i32(196_608);
-    for (k, v) in [("user", "hoop"), ("database", env.tunnel.database.as_str())] {
-        out.put_slice(k.as_bytes());
-        out.put_u8(0);
-        out.put_slice(v.as_bytes());
-        out.put_u8(0);
-    }
-    out.put_u8(0);
-    let len = (out.len() - start) as i32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-    s.write_all(&out).await.unwrap();
-    let mut buf = BytesMut::new();
-    let mut msgs = Vec::new();
-    let read = async |s: &mut tokio::net::TcpStream, buf: &mut BytesMut| -> (u8, Vec<u8>) {
-        loop {
-            if buf.len() >= 5 {
-                let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-                if buf.len() > len {
-                    let tag = buf[0];
-                    buf.advance(5);
-                    let body = buf.split_to(len - 4).to_vec();
-                    return (tag, body);
-                }
-            }
-            let n = tokio::time::timeout(Duration::from_secs(20), s.read_buf(buf))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(n > 0, "the gateway closed the connection");
-        }
-    };
-    // Password.
-    let (tag, _) = read(&mut s, &mut buf).await;
-    assert_eq!(tag, b'R');
-    let mut pw = BytesMut::new();
-    pw.put_u8(b'p');
-    pw.put_i32((env.tunnel.password.len() + 5) as i32);
-    pw.put_slice(env.tunnel.password.as_bytes());
-    pw.put_u8(0);
-    s.write_all(&pw).await.unwrap();
-    loop {
-        let m = read(&mut s, &mut buf).await;
-        let done = m.0 == b'Z';
-        msgs.push(m);
-        if done {
-            break;
-        }
-    }
-    for q in queries {
-        let mut m = BytesMut::new();
-        m.put_u8(b'Q');
-        m.put_i32((q.len() + 5) as i32);
-        m.put_slice(q.as_bytes());
-        m.put_u8(0);
-        s.write_all(&m).await.unwrap();
-        loop {
-            let m = read(&mut s, &mut buf).await;
-            let done = m.0 == b'Z';
-            msgs.push(m);
-            if done {
-                break;
-            }
-        }
-    }
-    msgs
 }

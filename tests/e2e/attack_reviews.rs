@@ -507,7 +507,7 @@ async fn hidden_names_and_describe_tricks(c: &Ctx) -> Outcome {
         .await?;
     refused_with(&a, "keeps for its own")?;
     // EXECUTE of it through SQL is reviewed as what it runs.
-    w.query(&format!("execute {hidden}('sql')")).send().await?;
+    w.query(format!("execute {hidden}('sql')")).send().await?;
     let id = w.review_notice().await?;
     let r = c.review(id).await?;
     anyhow::ensure!(

@@ -9,8 +9,8 @@
 use std::process::Output;
 
 use hoop_tests::gateway::{Tunnel, stderr, stdout};
-use hoop_tests::pgwire::RawClient;
 use hoop_tests::postgres::pg_bin_dir;
+use hoop_tests::wire::Wire;
 
 use crate::postgres::{Env, TARGET_PASSWORD, setup};
 
@@ -198,9 +198,9 @@ impl Lab {
         hoop_tests::gateway::run_with_stdin(&mut cmd, None).unwrap()
     }
 
-    async fn raw(&self, conn: Conn, extra: &[(&str, &str)]) -> RawClient {
+    async fn raw(&self, conn: Conn, extra: &[(&str, &str)]) -> Wire {
         let t = self.tunnel(conn);
-        RawClient::tcp_with(t.port, "hoop", &t.password, &t.database, extra)
+        Wire::tcp(t.port, "hoop", &t.password, &t.database, extra)
             .await
             .unwrap()
     }
@@ -689,12 +689,12 @@ async fn held(lab: &Lab, c: &Case) -> Option<String> {
     let mut client = lab.raw(c.on, &[]).await;
     let (last, first) = c.sql.split_last().unwrap();
     for q in first {
-        let a = client.query(q).await.unwrap();
+        let a = client.simple_query(q).await.unwrap();
         if a.error.is_some() {
             return Some(format!("setup query failed: {a:?}"));
         }
     }
-    let a = client.query(last).await.unwrap();
+    let a = client.simple_query(last).await.unwrap();
     let noticed = a.notices.iter().any(|n| n.contains("needs approval"));
     (!noticed || a.error.is_none() || !a.tags.is_empty()).then(|| format!("not held: {a:?}"))
 }
@@ -740,11 +740,11 @@ async fn sql_attacks_over_the_raw_wire() {
     // Two messages in one write: the gateway judges the second before the server has applied
     // the first, so it must judge both readings of the second.
     let mut c = lab.raw(Conn::ReadOnly, &[]).await;
-    let mut both = RawClient::query_message(b"set standard_conforming_strings = off");
-    both.extend(RawClient::query_message(
-        b"select 'a\\' || '; delete from items; --'",
-    ));
-    c.send(&both).await.unwrap();
+    c.query("set standard_conforming_strings = off")
+        .query("select 'a\\' || '; delete from items; --'")
+        .send()
+        .await
+        .unwrap();
     let first = c.answer().await.unwrap();
     let second = c.answer().await.unwrap();
     check(
@@ -763,7 +763,7 @@ async fn sql_attacks_over_the_raw_wire() {
         .raw(Conn::ReadOnly, &[("client_encoding", "LATIN1")])
         .await;
     let a = c
-        .query(b"select $\xff$ ; $\xfe$ , $\xff$ ; delete from items ; -- $\xfe$".as_slice())
+        .simple_query(b"select $\xff$ ; $\xfe$ , $\xff$ ; delete from items ; -- $\xfe$")
         .await
         .unwrap();
     check(
@@ -795,7 +795,7 @@ async fn sql_attacks_over_the_raw_wire() {
             ),
         ),
     ] {
-        let a = c.query(text.as_bytes()).await.unwrap();
+        let a = c.simple_query(&text).await.unwrap();
         check(
             attack,
             a.error
@@ -803,7 +803,7 @@ async fn sql_attacks_over_the_raw_wire() {
                 .is_some_and(|(_, m)| blocked_by_guardrail(m)),
             format!("{:?}", a.error),
         );
-        let alive = c.query("select 1").await.unwrap();
+        let alive = c.simple_query("select 1").await.unwrap();
         check(
             "the session goes on",
             alive.rows == vec![Some("1".to_string())],
@@ -860,7 +860,7 @@ async fn sql_attacks_over_the_raw_wire() {
 async fn client_only_encoding_at_startup_is_refused() {
     let lab = Lab::start().await;
     let before = lab.state().await;
-    let refused = match RawClient::tcp_with(
+    let refused = match Wire::tcp(
         lab.env.tunnel.port,
         "hoop",
         &lab.env.tunnel.password,
@@ -876,7 +876,7 @@ async fn client_only_encoding_at_startup_is_refused() {
         }
         Ok(mut c) => {
             let a = c
-                .query(b"select E'\x95\\' ; delete from items ; -- '".as_slice())
+                .simple_query(b"select E'\x95\\' ; delete from items ; -- '")
                 .await
                 .unwrap();
             a.error.is_some()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use hoop_tests::gateway::{Tunnel, code, stderr, stdout};
 use hoop_tests::postgres::pg_bin_dir;
+use hoop_tests::wire::Wire;
 use hoop_tests::{CliUser, Gateway, PasswordKind, Postgres};
 
 pub const TARGET_PASSWORD: &str = "target-secret-Xq93";
@@ -296,44 +297,8 @@ async fn pgbench_runs_clean_in_every_protocol_mode() {
     }
 }
 
-/// A raw client: startup, the tunnel password, then whatever bytes the test wants.
-async fn raw_session(env: &Env) -> tokio::net::TcpStream {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", env.tunnel.port))
-        .await
-        .unwrap();
-    let mut startup = Vec::new();
-    startup.extend_from_slice(&0i32.to_be_bytes());
-    startup.extend_from_slice(&196_608i32.to_be_bytes());
-    startup.extend_from_slice(b"user\0hoop\0database\0shop\0\0");
-    let len = startup.len() as i32;
-    startup[..4].copy_from_slice(&len.to_be_bytes());
-    s.write_all(&startup).await.unwrap();
-    let mut buf = vec![0u8; 9];
-    s.read_exact(&mut buf).await.unwrap();
-    assert_eq!(buf[0], b'R');
-    let mut pw = vec![b'p'];
-    pw.extend_from_slice(&(env.tunnel.password.len() as i32 + 5).to_be_bytes());
-    pw.extend_from_slice(env.tunnel.password.as_bytes());
-    pw.push(0);
-    s.write_all(&pw).await.unwrap();
-    // Read until ReadyForQuery ('Z', len 5, status).
-    let mut seen = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !seen.windows(3).any(|w| w == [b'Z', 0, 0]) {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut chunk))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "closed during startup");
-        seen.extend_from_slice(&chunk[..n]);
-    }
-    s
-}
-
 #[tokio::test]
 async fn malformed_and_oversized_messages_end_only_that_session() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let env = setup("", "").await;
     let cases: Vec<Vec<u8>> = vec![
         // A Query declaring 1 GiB.
@@ -349,14 +314,13 @@ async fn malformed_and_oversized_messages_end_only_that_session() {
         .concat(),
     ];
     for bytes in cases {
-        let mut s = raw_session(&env).await;
-        s.write_all(&bytes).await.unwrap();
+        let mut w = Wire::connect(env.tunnel.port, &env.tunnel.password, "shop")
+            .await
+            .unwrap();
+        w.raw(&bytes).send().await.unwrap();
         // The gateway answers with an error or just closes; either way it does so promptly and
         // without waiting for a gigabyte.
-        let mut rest = Vec::new();
-        let r = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest))
-            .await;
-        assert!(r.is_ok(), "the session was not closed");
+        let rest = w.until_closed(Duration::from_secs(10)).await.unwrap();
         let text = String::from_utf8_lossy(&rest);
         assert!(
             text.contains("hoop: invalid message from the client"),

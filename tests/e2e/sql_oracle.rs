@@ -24,7 +24,7 @@
 
 use hoop_server::policy::sql::{self, Reading, StatementInfo};
 use hoop_tests::Postgres;
-use hoop_tests::pgwire::{Answer, RawClient};
+use hoop_tests::wire::{Answer, Wire};
 
 /// Texts of the unit tests (server/src/policy/sql/tests.rs and guardrails.rs).
 const UNIT_CORPUS: &[&str] = &[
@@ -373,7 +373,7 @@ async fn the_gateway_reads_sql_as_postgresql_does() {
     )
     .await
     .unwrap();
-    let mut c = RawClient::unix(pg.socket_dir(), pg.port, "oracle", "scratch")
+    let mut c = Wire::unix(pg.socket_dir(), pg.port, "oracle", "scratch")
         .await
         .unwrap();
     let mut texts: Vec<String> = UNIT_CORPUS.iter().map(|s| s.to_string()).collect();
@@ -391,14 +391,14 @@ async fn the_gateway_reads_sql_as_postgresql_does() {
             ("on", Reading::Standard),
             ("off", Reading::BackslashEscapes),
         ] {
-            c.query(format!("set standard_conforming_strings = {setting}"))
+            c.simple_query(format!("set standard_conforming_strings = {setting}"))
                 .await
                 .unwrap();
-            c.query("begin").await.unwrap();
-            let server = c.query(text.as_bytes()).await.unwrap();
-            c.query("rollback").await.unwrap();
-            c.query("deallocate all").await.unwrap();
-            c.query("close all").await.unwrap();
+            c.simple_query("begin").await.unwrap();
+            let server = c.simple_query(text).await.unwrap();
+            c.simple_query("rollback").await.unwrap();
+            c.simple_query("deallocate all").await.unwrap();
+            c.simple_query("close all").await.unwrap();
             let ours = sql::analyze_with(text, reading);
             compared += 1;
             multi += usize::from(server.tags.len() > 1);

@@ -9,10 +9,9 @@
 //! * [`jwt`]: minting tokens with the provider's committed test key (and with wrong keys,
 //!   wrong algorithms, no signature) for negative tests.
 //! * [`postgres`]: a throwaway PostgreSQL cluster on a loopback port.
-//! * [`wire`]: a raw PostgreSQL wire client that sends any message sequence and reads every
-//!   answer, for tests that speak the protocol as an attacker would.
-//! * [`pgwire`]: a raw PostgreSQL wire client (every CommandComplete tag, any query bytes,
-//!   pipelined messages).
+//! * [`wire`]: a raw PostgreSQL wire client, over TCP or a unix socket, for tests that speak
+//!   the protocol as an attacker would: any message sequence and any query bytes, every
+//!   answer as it came, or the CommandComplete tags, error and rows of one simple Query.
 //! * [`sshd`]: a real OpenSSH sshd on a loopback port, and the OpenSSH clients driven with a
 //!   password through `SSH_ASKPASS`.
 //!
@@ -27,7 +26,6 @@
 pub mod gateway;
 pub mod jwt;
 pub mod oidc;
-pub mod pgwire;
 pub mod postgres;
 pub mod proc;
 pub mod sshd;
