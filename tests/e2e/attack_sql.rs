@@ -758,21 +758,33 @@ async fn sql_attacks_over_the_raw_wire() {
     );
 
     // LATIN1 client: two different non-UTF-8 dollar tags reach the gateway as the same
-    // replacement character; PostgreSQL keeps them apart and runs the DELETE.
-    let mut c = lab
-        .raw(Conn::ReadOnly, &[("client_encoding", "LATIN1")])
-        .await;
-    let a = c
-        .simple_query(b"select $\xff$ ; $\xfe$ , $\xff$ ; delete from items ; -- $\xfe$")
-        .await
-        .unwrap();
-    check(
-        "LATIN1 dollar tags of bytes that are not UTF-8",
-        a.error
-            .as_ref()
-            .is_some_and(|(_, m)| blocked_by_guardrail(m)),
-        format!("{a:?}"),
-    );
+    // replacement character; PostgreSQL keeps them apart and runs the DELETE. The adapter
+    // refuses the encoding at startup; a session that got through must still be blocked.
+    let t = lab.tunnel(Conn::ReadOnly);
+    let latin1 = [("client_encoding", "LATIN1")];
+    match Wire::tcp(t.port, "hoop", &t.password, &t.database, &latin1).await {
+        Err(e) => {
+            let e = format!("{e:#}");
+            check(
+                "LATIN1 client: refused at startup",
+                e.contains("0A000") && e.contains("UTF-8 only"),
+                e,
+            );
+        }
+        Ok(mut c) => {
+            let a = c
+                .simple_query(b"select $\xff$ ; $\xfe$ , $\xff$ ; delete from items ; -- $\xfe$")
+                .await
+                .unwrap();
+            check(
+                "LATIN1 dollar tags of bytes that are not UTF-8",
+                a.error
+                    .as_ref()
+                    .is_some_and(|(_, m)| blocked_by_guardrail(m)),
+                format!("{a:?}"),
+            );
+        }
+    }
 
     // Deep nesting and huge counts: refused with a clear reason, and the session goes on.
     let mut c = lab.raw(Conn::ReadOnly, &[]).await;
