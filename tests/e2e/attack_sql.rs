@@ -179,7 +179,8 @@ impl Lab {
                   || '|' || (select count(*) || ':' || coalesce(sum(qty), 0) from items)
                   || '|' || (select count(*) from customers)
                   || '|' || (select last_value || ':' || is_called from seq)
-                  || '|' || (select string_agg(rolname, ',' order by rolname) from pg_roles);",
+                  || '|' || (select string_agg(rolname, ',' order by rolname) from pg_roles)
+                  || '|' || (select count(*) from pg_db_role_setting);",
             )
             .await
             .unwrap()
@@ -557,6 +558,48 @@ fn cases() -> Vec<Case> {
             Blocked,
         ),
         case(
+            "client_encoding quoted in upper case, which PostgreSQL looks up ignoring case",
+            ReadOnly,
+            r#"SET "CLIENT_ENCODING" TO 'SJIS'"#,
+            Blocked,
+        ),
+        case(
+            "client_encoding quoted in mixed case",
+            NoDdl,
+            r#"set "Client_Encoding" = 'SJIS'"#,
+            Blocked,
+        ),
+        case(
+            "client_encoding quoted, SET LOCAL",
+            NoUnbounded,
+            r#"set local "CLIENT_ENCODING" to 'BIG5'"#,
+            Blocked,
+        ),
+        case(
+            "client_encoding through set_config with an upper-case name",
+            ReadOnly,
+            "select set_config('CLIENT_ENCODING', 'SJIS', false)",
+            Blocked,
+        ),
+        case(
+            "client_encoding as the role's default, so later sessions start in SJIS",
+            NoUnbounded,
+            r#"alter role app set "CLIENT_ENCODING" = 'SJIS'"#,
+            Blocked,
+        ),
+        case(
+            "client_encoding as the database's default",
+            NoAdmin,
+            r#"alter database shop set "Client_Encoding" to 'SJIS'"#,
+            Blocked,
+        ),
+        case(
+            "a UTF-8 client_encoding quoted in upper case is harmless and runs",
+            ReadOnly,
+            r#"set "CLIENT_ENCODING" to 'UTF8'"#,
+            Allowed,
+        ),
+        case(
             "transactions are session statements",
             ReadOnly,
             "begin; select 1; commit",
@@ -635,6 +678,18 @@ fn cases() -> Vec<Case> {
             "client_encoding change under review",
             Review,
             "set client_encoding = 'SJIS'",
+            Held,
+        ),
+        case(
+            "quoted upper-case client_encoding under review",
+            Review,
+            r#"SET "CLIENT_ENCODING" TO 'SJIS'"#,
+            Held,
+        ),
+        case(
+            "role default client_encoding under review",
+            Review,
+            r#"alter role app set "CLIENT_ENCODING" = 'SJIS'"#,
             Held,
         ),
         case(
@@ -758,33 +813,34 @@ async fn sql_attacks_over_the_raw_wire() {
     );
 
     // LATIN1 client: two different non-UTF-8 dollar tags reach the gateway as the same
-    // replacement character; PostgreSQL keeps them apart and runs the DELETE. The adapter
-    // refuses the encoding at startup; a session that got through must still be blocked.
+    // replacement character; PostgreSQL keeps them apart and runs the DELETE.
+    // The adapter refuses a LATIN1 startup; the text is sent in UTF-8 as well.
     let t = lab.tunnel(Conn::ReadOnly);
-    let latin1 = [("client_encoding", "LATIN1")];
-    match Wire::tcp(t.port, "hoop", &t.password, &t.database, &latin1).await {
-        Err(e) => {
-            let e = format!("{e:#}");
-            check(
-                "LATIN1 client: refused at startup",
-                e.contains("0A000") && e.contains("UTF-8 only"),
-                e,
-            );
-        }
-        Ok(mut c) => {
-            let a = c
-                .simple_query(b"select $\xff$ ; $\xfe$ , $\xff$ ; delete from items ; -- $\xfe$")
-                .await
-                .unwrap();
-            check(
-                "LATIN1 dollar tags of bytes that are not UTF-8",
-                a.error
-                    .as_ref()
-                    .is_some_and(|(_, m)| blocked_by_guardrail(m)),
-                format!("{a:?}"),
-            );
-        }
-    }
+    let latin1 = Wire::tcp(
+        t.port,
+        "hoop",
+        &t.password,
+        &t.database,
+        &[("client_encoding", "LATIN1")],
+    )
+    .await;
+    check(
+        "LATIN1 at startup",
+        latin1
+            .as_ref()
+            .is_err_and(|e| format!("{e:#}").contains("UTF-8 only")),
+        format!("{:?}", latin1.as_ref().err()),
+    );
+    let mut c = lab.raw(Conn::ReadOnly, &[]).await;
+    let a = c
+        .simple_query(b"select $\xff$ ; $\xfe$ , $\xff$ ; delete from items ; -- $\xfe$".as_slice())
+        .await
+        .unwrap();
+    check(
+        "dollar tags of bytes that are not UTF-8",
+        a.error.is_some(),
+        format!("{a:?}"),
+    );
 
     // Deep nesting and huge counts: refused with a clear reason, and the session goes on.
     let mut c = lab.raw(Conn::ReadOnly, &[]).await;
@@ -895,5 +951,193 @@ async fn client_only_encoding_at_startup_is_refused() {
         }
     };
     assert!(refused);
+    assert_eq!(before, lab.state().await);
+}
+
+/// The SJIS trick: with the server reading SJIS, `0x95 0x5c` is one character, so the quote
+/// after it ends the string and the UPDATE and CREATE run; the gateway, reading UTF-8, sees one
+/// SELECT.
+const SJIS_TRICK: &[u8] =
+    b"select E'\x95\\'; update items set qty = 0; create table pwn(x int); select 1 --'";
+
+/// A function the target's owner made, whose body changes client_encoding where the gateway
+/// cannot see it (the analysis knows nothing of user functions' bodies).
+const ENCODING_SWITCH: &str = "create function enc_switch() returns text language sql
+    as $$select set_config('client_encoding', 'SJIS', false)$$;";
+
+/// Every way an attacker can get the server to read a client encoding other than UTF-8 after
+/// login: a setting name spelled in another case, the role's or database's default (made by
+/// someone else, or by the attacker where a connection allows it), and a function that
+/// changes it mid-session. Must hold: the session stays in UTF-8 or ends, and the SJIS trick
+/// changes nothing.
+#[tokio::test]
+async fn client_encoding_cannot_change_behind_the_gateway() {
+    let lab = Lab::start().await;
+    lab.env.pg.psql("shop", ENCODING_SWITCH).await.unwrap();
+    let before = lab.state().await;
+    let mut failures = Vec::new();
+
+    struct Switch {
+        attack: &'static str,
+        on: Conn,
+        /// Sent first, each must be refused (blocked or held).
+        set: &'static str,
+    }
+    let switches = [
+        Switch {
+            attack: "quoted upper-case SET, then the SJIS trick (read-only)",
+            on: Conn::ReadOnly,
+            set: r#"SET "CLIENT_ENCODING" TO 'SJIS'"#,
+        },
+        Switch {
+            attack: "quoted upper-case SET, then the SJIS trick (no-ddl)",
+            on: Conn::NoDdl,
+            set: r#"SET "CLIENT_ENCODING" TO 'SJIS'"#,
+        },
+        Switch {
+            attack: "quoted upper-case SET, then the SJIS trick (review)",
+            on: Conn::Review,
+            set: r#"SET "CLIENT_ENCODING" TO 'SJIS'"#,
+        },
+        Switch {
+            attack: "set_config('CLIENT_ENCODING'), then the SJIS trick",
+            on: Conn::NoDdl,
+            set: "select set_config('CLIENT_ENCODING', 'SJIS', false)",
+        },
+        Switch {
+            attack: "SET NAMES, then the SJIS trick",
+            on: Conn::NoUnbounded,
+            set: "set names 'SJIS'",
+        },
+    ];
+    for sw in &switches {
+        let mut c = lab.raw(sw.on, &[]).await;
+        let a = c.simple_query(sw.set).await.unwrap();
+        if a.error.is_none() {
+            failures.push(format!("{}: the SET ran: {a:?}", sw.attack));
+        }
+        let enc = c.simple_query("show client_encoding").await.unwrap();
+        if enc.rows != vec![Some("UTF8".to_string())] {
+            failures.push(format!("{}: client_encoding is {:?}", sw.attack, enc.rows));
+        }
+        let _ = c.simple_query(SJIS_TRICK).await;
+    }
+
+    // Defaults of the role and of the database, as an administrator (or an earlier attack on
+    // another path) left them: a new session must still be UTF-8 to the server.
+    for (attack, set, reset) in [
+        (
+            "the role's default client_encoding is SJIS, then a new session",
+            r#"alter role app set "CLIENT_ENCODING" = 'SJIS'"#,
+            "alter role app reset client_encoding",
+        ),
+        (
+            "the database's default client_encoding is SJIS, then a new session",
+            "alter database shop set client_encoding = 'SJIS'",
+            "alter database shop reset client_encoding",
+        ),
+    ] {
+        lab.env.pg.psql("shop", set).await.unwrap();
+        for on in [Conn::ReadOnly, Conn::NoDdl] {
+            match Wire::tcp(
+                lab.tunnel(on).port,
+                "hoop",
+                &lab.tunnel(on).password,
+                &lab.tunnel(on).database,
+                &[],
+            )
+            .await
+            {
+                Ok(mut c) => {
+                    let enc = c.simple_query("show client_encoding").await.unwrap();
+                    if enc.rows != vec![Some("UTF8".to_string())]
+                        || c.parameter("client_encoding") != Some("UTF8")
+                    {
+                        failures.push(format!(
+                            "{attack} [{on:?}]: client_encoding {:?} / reported {:?}",
+                            enc.rows,
+                            c.parameter("client_encoding")
+                        ));
+                    }
+                    let _ = c.simple_query(SJIS_TRICK).await;
+                }
+                Err(e) => failures.push(format!("{attack} [{on:?}]: login failed: {e:#}")),
+            }
+            // psql, which asks for the locale's encoding (or none).
+            let out = lab.psql(on, &["show client_encoding".to_string()]);
+            if stdout(&out).trim() != "UTF8" {
+                failures.push(format!(
+                    "{attack} [{on:?}] psql: {:?} {}",
+                    stdout(&out),
+                    stderr(&out)
+                ));
+            }
+        }
+        lab.env.pg.psql("shop", reset).await.unwrap();
+    }
+
+    // A function changes client_encoding mid-session: the target reports it in a
+    // ParameterStatus, and the gateway ends the session before relaying anything further.
+    let out = lab.psql(
+        Conn::NoDdl,
+        &[
+            "select enc_switch()".to_string(),
+            "update items set qty = 0".to_string(),
+        ],
+    );
+    let err = stderr(&out);
+    if out.status.success() || !err.contains("client_encoding to SJIS") {
+        failures.push(format!(
+            "a function switches client_encoding mid-session (psql): exit {:?}\n{}\n{err}",
+            out.status.code(),
+            stdout(&out)
+        ));
+    }
+    let mut c = lab.raw(Conn::NoDdl, &[]).await;
+    let first = c.simple_query("select enc_switch()").await;
+    let second = c.simple_query(SJIS_TRICK).await;
+    if second.is_ok() {
+        failures.push(format!(
+            "a function switches client_encoding, then the trick: the session went on: \
+             {first:?} / {second:?}"
+        ));
+    }
+
+    let after = lab.state().await;
+    if before != after {
+        failures.push(format!("target changed:\n  {before}\n  {after}"));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n\n{}\n\ngateway log:\n{}",
+        failures.len(),
+        failures.join("\n\n"),
+        lab.env.gw.logs()
+    );
+}
+
+/// The known gap: the server reports a client_encoding change only when the statement that
+/// made it ends, so a query the client pipelined behind it (already in the server's buffer) is
+/// read in the new encoding before the gateway sees the report and ends the session. Closing
+/// it needs the adapter to hold messages behind a statement that calls a function whose body
+/// it has not seen until that statement's ReadyForQuery.
+#[tokio::test]
+#[ignore = "known gap: a query pipelined behind a function that switches client_encoding"]
+async fn client_encoding_switch_with_a_pipelined_query() {
+    let lab = Lab::start().await;
+    lab.env.pg.psql("shop", ENCODING_SWITCH).await.unwrap();
+    let before = lab.state().await;
+    let mut c = lab.raw(Conn::NoDdl, &[]).await;
+    c.query(b"select enc_switch()")
+        .query(SJIS_TRICK)
+        .send()
+        .await
+        .unwrap();
+    let first = c.answer().await;
+    let second = c.answer().await;
+    assert!(
+        second.is_err(),
+        "the session went on: {first:?} / {second:?}"
+    );
     assert_eq!(before, lab.state().await);
 }

@@ -629,6 +629,16 @@ mod cache_tests {
             check(&r, "set client_encoding = 'SJIS'"),
             Verdict::Review { .. }
         ));
+        // A quoted upper-case name is the same setting, and an allowed UTF-8 text of the same
+        // shape is no precedent for it.
+        assert_eq!(
+            check(&r, r#"set "CLIENT_ENCODING" to 'UTF8'"#),
+            Verdict::Allow
+        );
+        assert!(matches!(
+            check(&r, r#"set "CLIENT_ENCODING" to 'SJIS'"#),
+            Verdict::Review { .. }
+        ));
         assert!(matches!(check(&r, "selec 1"), Verdict::Review { .. }));
         assert_eq!(check(&r, "select 1"), Verdict::Allow);
     }

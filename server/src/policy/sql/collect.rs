@@ -9,7 +9,7 @@ use pg_query::protobuf::{
 use pg_query::{NodeEnum, NodeRef};
 
 use super::lex::{Lexed, collapse_whitespace};
-use super::statement::{Classified, classify, is_role_setting};
+use super::statement::{Classified, classify, is_role_setting, is_setting};
 use super::{
     Budget, CopyFormat, CopyInfo, FunctionRef, Notation, PreparedDef, Reading, StatementClass,
     StatementInfo, StatementKind, bodies, constant, pg, walk,
@@ -455,9 +455,11 @@ impl Collector<'_, '_> {
 
     /// `SET client_encoding` to anything but UTF-8 makes the server decode the next messages
     /// differently from the gateway (in SJIS, BIG5, GBK and others a multibyte character can
-    /// end in `\` or `;`).
+    /// end in `\` or `;`). Also reached for `ALTER ROLE/DATABASE/SYSTEM ... SET` and a
+    /// function's `SET` clause, whose settings a later session or call starts with.
     fn check_encoding_setting(&mut self, s: &VariableSetStmt) {
-        if s.name != "client_encoding" || s.kind != VariableSetKind::VarSetValue as i32 {
+        if !is_setting(&s.name, "client_encoding") || s.kind != VariableSetKind::VarSetValue as i32
+        {
             return;
         }
         let value = s.args.first().and_then(|a| match a.node.as_ref() {
@@ -503,7 +505,7 @@ impl Collector<'_, '_> {
                     self.info.add_keyword(kind, &label);
                 }
             }
-            Some(name) if name == "client_encoding" => {
+            Some(name) if is_setting(&name, "client_encoding") => {
                 let value = constant(f.args.get(1));
                 if !value.is_some_and(|v| super::functions::is_utf8_encoding(&v)) {
                     self.info.mark_unverifiable(

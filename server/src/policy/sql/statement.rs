@@ -136,9 +136,16 @@ fn unknown() -> Classified {
     cl(K::Other("other".into()), C::Other, "???", &[])
 }
 
+/// Is `name` the setting `setting`? PostgreSQL looks setting names up ignoring case, while the
+/// parse tree keeps a quoted name's case (`SET "CLIENT_ENCODING"`), so every comparison of a
+/// setting name goes through here.
+pub(super) fn is_setting(name: &str, setting: &str) -> bool {
+    name.eq_ignore_ascii_case(setting)
+}
+
 /// Is this `SET`/`RESET` of a setting that changes who the session is?
 pub(super) fn is_role_setting(name: &str) -> bool {
-    name.eq_ignore_ascii_case("role") || name.eq_ignore_ascii_case("session_authorization")
+    is_setting(name, "role") || is_setting(name, "session_authorization")
 }
 
 fn classify_set(s: &VariableSetStmt) -> Classified {
@@ -149,11 +156,11 @@ fn classify_set(s: &VariableSetStmt) -> Classified {
     );
     let tag = if reset { "RESET" } else { "SET" };
     if is_role_setting(&s.name) {
-        let label = match (reset, s.name.as_str()) {
-            (true, "role") => "RESET ROLE",
-            (true, _) => "RESET SESSION AUTHORIZATION",
-            (false, "role") => "SET ROLE",
-            (false, _) => "SET SESSION AUTHORIZATION",
+        let label = match (reset, is_setting(&s.name, "role")) {
+            (true, true) => "RESET ROLE",
+            (true, false) => "RESET SESSION AUTHORIZATION",
+            (false, true) => "SET ROLE",
+            (false, false) => "SET SESSION AUTHORIZATION",
         };
         return labelled(cl(K::SetRole, C::Admin, tag, SET_ROLE), label);
     }

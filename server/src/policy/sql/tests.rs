@@ -770,6 +770,63 @@ fn client_encoding_changes_are_unverifiable() {
     }
 }
 
+/// PostgreSQL looks setting names up ignoring case; a quoted name keeps its case in the tree.
+#[test]
+fn setting_names_are_compared_ignoring_case() {
+    for sql in [
+        r#"set "CLIENT_ENCODING" to 'SJIS'"#,
+        r#"SET "Client_Encoding" = 'SJIS'"#,
+        r#"set local "CLIENT_ENCODING" to 'BIG5'"#,
+        r#"set session "client_ENCODING" = gbk"#,
+        r#"SET CLIENT_ENCODING TO 'SJIS'"#,
+        "select set_config('CLIENT_ENCODING', 'SJIS', false)",
+        "select set_config('Client_Encoding', 'SJIS', true)",
+        r#"alter role app set "CLIENT_ENCODING" = 'SJIS'"#,
+        r#"alter role app in database d set "Client_Encoding" to 'SJIS'"#,
+        r#"alter role all set "CLIENT_ENCODING" = 'SJIS'"#,
+        r#"alter database d set "CLIENT_ENCODING" = 'SJIS'"#,
+        "alter database d set client_encoding = 'SJIS'",
+        r#"alter system set "CLIENT_ENCODING" = 'SJIS'"#,
+        r#"create function f() returns int language sql set "CLIENT_ENCODING" = 'SJIS' as 'select 1'"#,
+        r#"alter function f() set "Client_Encoding" = 'SJIS'"#,
+    ] {
+        assert!(one(sql).unverifiable.is_some(), "{sql}");
+    }
+    for sql in [
+        r#"set "CLIENT_ENCODING" to 'UTF8'"#,
+        r#"alter role app set "CLIENT_ENCODING" = 'utf-8'"#,
+        r#"reset "CLIENT_ENCODING""#,
+    ] {
+        assert!(one(sql).unverifiable.is_none(), "{sql}");
+    }
+    for (sql, label) in [
+        (r#"set "ROLE" to postgres"#, "SET ROLE"),
+        (r#"SET "Role" = postgres"#, "SET ROLE"),
+        (r#"reset "ROLE""#, "RESET ROLE"),
+        (
+            r#"set "SESSION_AUTHORIZATION" = postgres"#,
+            "SET SESSION AUTHORIZATION",
+        ),
+        (
+            r#"set local "Session_Authorization" to postgres"#,
+            "SET SESSION AUTHORIZATION",
+        ),
+        ("select set_config('ROLE', 'postgres', false)", "set_config"),
+        (
+            "select set_config('Session_Authorization', 'postgres', false)",
+            "set_config",
+        ),
+    ] {
+        let i = one(sql);
+        assert_eq!(i.class, StatementClass::Admin, "{sql}: {i:#?}");
+        let k = i.keyword("set_role");
+        assert!(
+            k.is_some_and(|k| k.label.starts_with(label)),
+            "{sql}: {i:#?}"
+        );
+    }
+}
+
 #[test]
 fn backslash_reading_is_added_when_it_differs() {
     let infos = analyze("select 'a\\'' ; drop table t; -- '");

@@ -32,7 +32,7 @@ use super::codec;
 use super::handoff::{HandoffRx, handoff};
 use super::notices;
 use super::rows::{self, ColAction, CopyDecision, CopyPlan, Lineages, RowMasker};
-use super::upstream::{ReadSide, Upstream};
+use super::upstream::{self, ReadSide, Upstream};
 use super::{CLIENT_LIMITS, SERVER_LIMITS, register_cancel_key};
 use crate::audit::event;
 use crate::policy::masking::{MaskCounts as LiveCounts, Masker};
@@ -532,6 +532,7 @@ where
         }
         // Messages are read in place; the buffer advances once per read, not once per message.
         let mut pos = 0;
+        let mut ended = None;
         loop {
             let rest = buf.get(pos..).unwrap_or_default();
             let n = match codec::frame_len(rest, SERVER_LIMITS) {
@@ -634,6 +635,20 @@ where
                     if let Some(p) = st.take_extended() {
                         finished.push((p, "error"));
                     }
+                }
+                b'S' if upstream::foreign_client_encoding(msg).is_some() => {
+                    let encoding = upstream::foreign_client_encoding(msg).unwrap_or_default();
+                    let why = format!(
+                        "hoop: the target switched this session's client_encoding to {encoding}; \
+                         hoop relays PostgreSQL sessions in UTF-8 only, so the session ends \
+                         (reset the role's or database's client_encoding setting, or the \
+                         function that changes it)"
+                    );
+                    // Nothing after this message reaches the client: what came before is
+                    // relayed and recorded as usual, then the session ends.
+                    codec::put_error(&mut out, b'E', "FATAL", "0A000", &why, None);
+                    ended = Some(format!("target switched client_encoding to {encoding}"));
+                    break;
                 }
                 b'N' | b'A' | b'S' if masker.is_some() => {
                     let masked = masker.is_some_and(|m| match tag {
@@ -786,6 +801,9 @@ where
             );
             let _ = client.write_all(&err).await;
             break e;
+        }
+        if let Some(reason) = ended {
+            break reason;
         }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(READ_CHUNK);

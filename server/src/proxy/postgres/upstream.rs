@@ -80,7 +80,6 @@ pub struct Upstream {
 /// them: `-c role=...` would let a client change the role the gateway logs in as.
 const PASSED_PARAMS: &[&str] = &[
     "application_name",
-    "client_encoding",
     "DateStyle",
     "TimeZone",
     "IntervalStyle",
@@ -232,7 +231,15 @@ pub async fn connect(
 
     let user = conn.user.as_deref().unwrap_or_default();
     let database = conn.database.as_deref().unwrap_or_default();
-    let mut params: Vec<(&str, &str)> = vec![("user", user), ("database", database)];
+    // client_encoding is always UTF8: a startup parameter overrides a role's or database's
+    // default (`ALTER ROLE ... SET client_encoding`), which would otherwise start the session in
+    // an encoding the gateway does not read as the server does. A client's own request is
+    // UTF-8 or SQL_ASCII here (others are refused at startup), both read as UTF-8.
+    let mut params: Vec<(&str, &str)> = vec![
+        ("user", user),
+        ("database", database),
+        ("client_encoding", "UTF8"),
+    ];
     for (k, v) in client_params {
         if PASSED_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k)) {
             params.push((k.as_str(), v.as_str()));
@@ -334,6 +341,21 @@ pub async fn connect(
     Ok(Upstream { stream, buf })
 }
 
+/// The encoding a target's ParameterStatus (`S`) message reports for `client_encoding`, when it
+/// is not one the gateway reads as the server does. The gateway logs in with UTF8, but a
+/// function's `set_config`, or anything else the analysis cannot see, can change it
+/// mid-session; from then on the server would split texts into statements differently from
+/// the gateway. The value is truncated for messages.
+pub fn foreign_client_encoding(msg: &[u8]) -> Option<String> {
+    let (name, rest) = codec::cstr(codec::body(msg))?;
+    if !name.eq_ignore_ascii_case(b"client_encoding") {
+        return None;
+    }
+    let (value, _) = codec::cstr(rest)?;
+    let value = String::from_utf8_lossy(value);
+    (!crate::policy::sql::is_utf8_encoding(&value)).then(|| value.chars().take(32).collect())
+}
+
 /// Runs a simple-protocol query string on the fresh connection, before the client sees it, and
 /// returns its rows, one list per result set, as text (the session-start catalog lookup of
 /// masking, see `catalog.rs`). The bytes the target sent before (ParameterStatus …
@@ -400,5 +422,41 @@ pub async fn query_rows(
     match failed {
         Some(e) => Err(UpstreamError::Protocol(e)),
         None => Ok(sets),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn status(name: &str, value: &str) -> BytesMut {
+        let mut m = BytesMut::new();
+        let body = [name.as_bytes(), &[0], value.as_bytes(), &[0]].concat();
+        codec::put_message(&mut m, b'S', &body);
+        m
+    }
+
+    #[test]
+    fn a_reported_foreign_client_encoding_is_found() {
+        assert_eq!(
+            foreign_client_encoding(&status("client_encoding", "SJIS")).as_deref(),
+            Some("SJIS")
+        );
+        assert!(foreign_client_encoding(&status("CLIENT_ENCODING", "BIG5")).is_some());
+        for (name, value) in [
+            ("client_encoding", "UTF8"),
+            ("client_encoding", "SQL_ASCII"),
+            ("application_name", "SJIS"),
+            ("server_encoding", "LATIN1"),
+        ] {
+            assert_eq!(
+                foreign_client_encoding(&status(name, value)),
+                None,
+                "{name}"
+            );
+        }
+        assert_eq!(foreign_client_encoding(b"S\0\0\0\x04"), None);
     }
 }
