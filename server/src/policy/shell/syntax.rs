@@ -509,10 +509,17 @@ impl Parsed {
             }
             ast::AssignmentValue::Array(items) => {
                 for (k, v) in items {
+                    // `[key]=v`: an indexed array's key is arithmetic, even quoted
+                    // (`x=(['a[$(cmd)]']=1)` runs cmd); read as one, whatever the array.
                     if let Some(k) = k {
-                        self.words_quoted(&k.value, ctx);
+                        let key = self.words_quoted(&k.value, ctx);
+                        self.arithmetic_operand(&key, ctx);
                     }
-                    self.words(&v.value, ctx);
+                    let ws = self.words(&v.value, ctx);
+                    // The parser may leave a quoted key in the word (`['k']=v`).
+                    if k.is_none() && v.value.starts_with('[') {
+                        self.arithmetic_operand(&ws, ctx);
+                    }
                 }
             }
         }
