@@ -53,13 +53,16 @@ struct Uses<'a> {
     unknown: Option<&'a Word>,
 }
 
+/// One option as read: its letter, whether it was given with `-` (not `+`), its argument.
+type Opt<'a> = (char, bool, Option<&'a Word>);
+
 /// Options as bash's builtins read them: `(letter, argument)`, then the operands. A word
 /// that may be an option but is not literal stops the reading and is reported.
 fn options<'a>(
     args: &'a [Word],
     with_argument: &str,
     out: &mut Uses<'a>,
-) -> (Vec<(char, bool, Option<&'a Word>)>, &'a [Word]) {
+) -> (Vec<Opt<'a>>, &'a [Word]) {
     let mut found = Vec::new();
     let mut i = 0;
     while let Some(w) = args.get(i) {
