@@ -347,6 +347,16 @@ async fn deny_rules_hold_against_every_spelling() {
             Refused,
         ),
         case(
+            "a quoted subscript inside (( ))",
+            format!("(( 'a[$(touch {f})]' ))"),
+            Refused,
+        ),
+        case(
+            "a quoted subscript inside $(( ))",
+            format!("echo $(( 'a[$(touch {f})]' ))"),
+            Refused,
+        ),
+        case(
             "an ordinary listing still runs",
             format!("ls -la {v}"),
             Runs,

@@ -579,6 +579,9 @@ fn names_evaluated_as_arithmetic_are_judged() {
             "declare -n r='a[$(rm -rf /)]'",
             "mapfile -C 'rm -rf /' x",
             "x=(['a[$(rm -rf /)]']=1)",
+            "(( 'a[$(rm -rf /)]' ))",
+            "echo $(( 'a[$(rm -rf /)]' ))",
+            "echo ${a['$(rm -rf /)']}",
         ],
         true,
     );
@@ -1248,6 +1251,10 @@ mod against_bash {
             "[[ 'a[$(pa)]' -eq 1 ]]",
             "[[ -v 'a[$(pa)]' ]]",
             "let 'a[$(pa)]'",
+            "(( 'a[$(pb)]' ))",
+            "echo $(( 'a[$(pc)]' ))",
+            "let \"x='a[$(pa)]'\"",
+            "declare -a a=(1); echo ${a['$(pb)']}",
         ];
         let failures: Vec<String> = lines.iter().filter_map(|l| check(l).err()).collect();
         assert!(failures.is_empty(), "{}", failures.join("\n"));
