@@ -307,6 +307,56 @@ async fn deny_rules_hold_against_every_spelling() {
             Refused,
         ),
         case(
+            "printf -v into a subscript hiding a command",
+            format!("printf -v 'a[$(touch {f})]' x"),
+            Refused,
+        ),
+        case(
+            "test -v on a subscript hiding a command",
+            format!("test -v 'a[$(touch {f})]'"),
+            Refused,
+        ),
+        case(
+            "[ -v ] on a subscript hiding a command",
+            format!("[ -v 'a[$(touch {f})]' ]"),
+            Refused,
+        ),
+        case(
+            "read into a subscript hiding a command",
+            format!("read 'a[$(touch {f})]' <<< x"),
+            Refused,
+        ),
+        case(
+            "declare of a subscript hiding a command",
+            format!("declare 'a[$(touch {f})]=1'"),
+            Refused,
+        ),
+        case(
+            "a quoted compound declare value",
+            format!("declare -a x='($(rm -rf {v}))'"),
+            Refused,
+        ),
+        case(
+            "an integer declare value naming a subscript",
+            format!("declare -i x='a[$(touch {f})]'"),
+            Refused,
+        ),
+        case(
+            "a quoted key of a compound assignment",
+            format!("x=(['a[$(touch {f})]']=1)"),
+            Refused,
+        ),
+        case(
+            "a quoted subscript inside (( ))",
+            format!("(( 'a[$(touch {f})]' ))"),
+            Refused,
+        ),
+        case(
+            "a quoted subscript inside $(( ))",
+            format!("echo $(( 'a[$(touch {f})]' ))"),
+            Refused,
+        ),
+        case(
             "an ordinary listing still runs",
             format!("ls -la {v}"),
             Runs,
@@ -499,6 +549,137 @@ async fn an_allow_list_admits_only_its_programs() {
         t.reset();
     }
     report(&env, cases.len() + transfers, failures);
+}
+
+fn builtins_allow_config() -> &'static str {
+    r#"guardrails = ["no-destructive", "builtins"]
+masking = ["pii"]
+
+[[shell_guardrails]]
+name = "builtins"
+allow = ["printf", "test", "[", "read", "declare", "unset", "mapfile", "ls"]
+"#
+}
+
+/// bash evaluates the subscript of a variable name given to a builtin as arithmetic, which
+/// runs command substitutions in it: with the builtins on an allow-list, every such name
+/// must be judged.
+#[tokio::test]
+async fn builtins_reading_variable_names_do_not_run_hidden_commands() {
+    let t = Target::new();
+    let env = setup(builtins_allow_config()).await;
+    let (v, f) = (t.v(), t.f());
+    use Expect::*;
+    let cases = vec![
+        case(
+            "printf -v into a subscript hiding a command",
+            format!("printf -v 'a[$(touch {f})]' x"),
+            Refused,
+        ),
+        case(
+            "printf -v with the name attached",
+            format!("printf -va'[$(touch {f})]' x"),
+            Refused,
+        ),
+        case(
+            "printf -v through builtin",
+            format!("builtin printf -v 'a[$(touch {f})]' x"),
+            Refused,
+        ),
+        case(
+            "test -v on a subscript hiding a command",
+            format!("test -v 'a[$(touch {f})]'"),
+            Refused,
+        ),
+        case(
+            "[ -v ] on a subscript hiding a command",
+            format!("[ -v 'a[$(touch {f})]' ]"),
+            Refused,
+        ),
+        case(
+            "read into a subscript hiding a command",
+            format!("read 'a[$(touch {f})]' <<< x"),
+            Refused,
+        ),
+        case(
+            "read -r with backquotes in the subscript",
+            format!("read -r 'a[`touch {f}`]' <<< x"),
+            Refused,
+        ),
+        case(
+            "unset of an array element hiding a command",
+            format!("declare -a a=(1); unset 'a[$(touch {f})]'"),
+            Refused,
+        ),
+        case(
+            "mapfile running a callback",
+            format!("mapfile -C 'touch {f}' -c 1 x <<< x"),
+            Refused,
+        ),
+        case(
+            "declare of a subscript hiding a command",
+            format!("declare 'a[$(touch {f})]=1'"),
+            Refused,
+        ),
+        case(
+            "a quoted compound declare value",
+            format!("declare -a x='($(touch {f}))'"),
+            Refused,
+        ),
+        case(
+            "a quoted compound value with a subscript",
+            format!("declare -a x='([$(touch {f})]=1)'"),
+            Refused,
+        ),
+        case(
+            "an integer variable given a subscript",
+            format!("declare -i x='a[$(touch {f})]'"),
+            Refused,
+        ),
+        case(
+            "an integer variable reading its value from input",
+            format!("declare -i x; read x <<< 'a[$(touch {f})]'"),
+            Refused,
+        ),
+        case(
+            "a name reference to a subscript",
+            format!("declare -n r='a[$(touch {f})]'; r=1"),
+            Refused,
+        ),
+        case(
+            "a name read from a variable",
+            format!("n='a[$(touch {f})]'; printf -v \"$n\" x"),
+            Refused,
+        ),
+        case(
+            "[[ -eq ]] on a quoted subscript",
+            format!("[[ 'a[$(touch {f})]' -eq 1 ]]"),
+            Refused,
+        ),
+        case(
+            "printf -v into a plain name still runs",
+            "printf -v x %s hi".to_string(),
+            Runs,
+        ),
+        case(
+            "read of a line still runs",
+            "read -r line < /etc/hostname".to_string(),
+            Runs,
+        ),
+        case(
+            "test -v on a plain name still runs",
+            "x=1; test -v x".to_string(),
+            Runs,
+        ),
+        case("[ -d ] still runs", format!("[ -d {v} ]"), Runs),
+        case(
+            "a plain compound declare still runs",
+            "declare -a x='(1 2)'".to_string(),
+            Runs,
+        ),
+    ];
+    let failures = run_cases(&t, &cases, |line| env.client.ssh(&[line], None).unwrap());
+    report(&env, cases.len(), failures);
 }
 
 /// scp and sftp are judged by name: a list with `scp` admits the classic protocol only, a

@@ -37,6 +37,7 @@
 //! module ([`syntax`]) and pinned exactly, since its 0.x API changes between releases.
 
 mod analysis;
+mod names;
 mod programs;
 mod rules;
 mod syntax;

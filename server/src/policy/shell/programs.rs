@@ -6,6 +6,7 @@
 //! A wrapper option this module does not know, or an option the text cannot tell
 //! (`env $OPTS rm`), makes the command unresolved: refused, with the reason, rather than guessed.
 
+use super::names;
 use super::syntax::{Input, Parsed, Simple};
 use super::words::{Part, Word};
 
@@ -747,7 +748,7 @@ impl Resolver<'_> {
     }
 
     /// Parses a code string as a line run where `site` runs.
-    fn code(&mut self, text: &Word, site: &Site) {
+    pub(crate) fn code(&mut self, text: &Word, site: &Site) {
         let Some(text) = text.literal() else {
             self.parsed.unresolved(format!(
                 "the code {} is only known when the command runs",
@@ -975,6 +976,10 @@ impl Resolver<'_> {
                     self.stdin_code(site);
                 }
                 Step::command(code)
+            }
+            n if names::takes_names(n) => {
+                self.names(n, args, site);
+                Step::command(Code::None)
             }
             n if is_shell(n) => self.shell(n, args, site)?,
             n if is_interpreter(n) => Step::command(interpreter_code(args)),

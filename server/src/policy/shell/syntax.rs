@@ -24,6 +24,8 @@ pub(crate) const MAX_TEXT: usize = 64 * 1024;
 const MAX_NESTING: usize = 100;
 /// Most words one word may become by brace expansion.
 const MAX_BRACE_WORDS: usize = 1024;
+/// Deepest quoting inside arithmetic read again (each level is a parse and a stack frame).
+const MAX_ARITHMETIC_QUOTES: usize = 8;
 /// Most simple commands one line may hold (with everything nested in it).
 const MAX_COMMANDS: usize = 4096;
 
@@ -509,10 +511,17 @@ impl Parsed {
             }
             ast::AssignmentValue::Array(items) => {
                 for (k, v) in items {
+                    // `[key]=v`: an indexed array's key is arithmetic, even quoted
+                    // (`x=(['a[$(cmd)]']=1)` runs cmd); read as one, whatever the array.
                     if let Some(k) = k {
-                        self.words_quoted(&k.value, ctx);
+                        let key = self.words_quoted(&k.value, ctx);
+                        self.arithmetic_operand(&key, ctx);
                     }
-                    self.words(&v.value, ctx);
+                    let ws = self.words(&v.value, ctx);
+                    // The parser may leave a quoted key in the word (`['k']=v`).
+                    if k.is_none() && v.value.starts_with('[') {
+                        self.arithmetic_operand(&ws, ctx);
+                    }
                 }
             }
         }
@@ -768,11 +777,32 @@ impl Parsed {
     /// Arithmetic text: its substitutions run; names in it are evaluated recursively, so a
     /// value like `a[$(cmd)]` runs `cmd`.
     fn arithmetic(&mut self, text: &str, ctx: &Ctx) {
+        self.arithmetic_at(text, ctx, 0);
+    }
+
+    fn arithmetic_at(&mut self, text: &str, ctx: &Ctx, level: usize) {
         match bw::parse(text, &options()) {
             Ok(pieces) => {
                 let mut parts = Vec::new();
                 for p in pieces {
                     self.piece(p.piece, true, ctx, &mut parts);
+                }
+                // bash removes quotes from arithmetic and evaluates the text again, so a
+                // quoted `'a[$(cmd)]'` runs cmd: quoted text is arithmetic in turn.
+                for p in &parts {
+                    if let Part::Lit(s) | Part::Glob(s) = p
+                        && s.len() < text.len()
+                        && (s.contains("$(") || s.contains('`') || s.contains("${"))
+                    {
+                        if level >= MAX_ARITHMETIC_QUOTES {
+                            self.unresolved(format!(
+                                "the arithmetic {} nests quotes too deeply",
+                                shorten(text)
+                            ));
+                        } else {
+                            self.arithmetic_at(s, ctx, level + 1);
+                        }
+                    }
                 }
                 let names = parts.iter().any(|p| match p {
                     Part::Lit(s) | Part::Glob(s) => has_identifier(s),

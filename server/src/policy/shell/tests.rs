@@ -475,6 +475,123 @@ fn allow_list_refuses_everything_that_runs_another_program() {
     );
 }
 
+/// Every argument bash reads as a variable name is judged as the arithmetic its subscript
+/// is; a compound `declare` value as the code it is.
+#[test]
+fn names_evaluated_as_arithmetic_are_judged() {
+    let builtins = rules(
+        &[],
+        Some(&[
+            "printf",
+            "test",
+            "[",
+            "read",
+            "declare",
+            "typeset",
+            "local",
+            "export",
+            "readonly",
+            "unset",
+            "mapfile",
+            "readarray",
+            "getopts",
+            "wait",
+            "ls",
+        ]),
+    );
+    let hidden = [
+        "printf -v 'a[$(id)]' x",
+        "printf -va'[$(id)]' x",
+        "printf -v \"$n\" x",
+        "command printf -v 'a[$(id)]' x",
+        "printf -v 'a[i]' x",
+        "test -v 'a[$(id)]'",
+        "[ -v 'a[$(id)]' ]",
+        "[ -R 'a[$(id)]' ]",
+        "[ $op 'a[$(id)]' ]",
+        "read 'a[$(id)]' <<< x",
+        "read -r x 'a[`id`]' <<< x",
+        "read -a 'a[$(id)]' <<< x",
+        "read -ra 'a[$(id)]' <<< x",
+        "read $opts x <<< x",
+        "mapfile 'a[$(id)]' < /dev/null",
+        "readarray -t 'a[$(id)]' < /dev/null",
+        "mapfile -C id -c 1 x < /dev/null",
+        "getopts a 'a[$(id)]' -a",
+        "wait -p 'a[$(id)]'",
+        "unset 'a[$(id)]'",
+        "unset -v 'a[$(id)]'",
+        "declare 'a[$(id)]=1'",
+        "declare 'a[$(id)]'",
+        "typeset 'a[$(id)]=1'",
+        "local 'a[$(id)]=1'",
+        "export 'a[$(id)]=1'",
+        "readonly 'a[$(id)]=1'",
+        "declare -a x='($(id))'",
+        "declare -a x='([$(id)]=1)'",
+        "declare -A x='([k]=`id`)'",
+        "declare x=\"$v\"",
+        "declare \"$v\"",
+        "declare -i x='a[$(id)]'",
+        "declare -i x; read x",
+        "declare -n r='a[$(id)]'",
+        "declare -n r=a",
+        "x=(['a[$(id)]']=1)",
+        "[[ a[$(id)] -eq 1 ]]",
+    ];
+    expect(&builtins, &hidden, true);
+    // Ordinary uses stay allowed.
+    expect(
+        &builtins,
+        &[
+            "printf -v x %s hi",
+            "printf -v 'a[0]' %s hi",
+            "printf '%s\\n' 'a[$(id)]'",
+            "test -v x",
+            "[ -v x ] && ls",
+            "[ -f /etc/passwd ]",
+            "[ \"$x\" = y ]",
+            "read -r line < /etc/hostname",
+            "read -ra parts <<< 'a b'",
+            "mapfile -t lines < /etc/hostname",
+            "unset x y",
+            "declare x=1 y",
+            "declare -a x='(1 2)'",
+            "export LANG=C",
+            "local x=abc",
+            "declare x=\"a$v\"",
+        ],
+        false,
+    );
+    // Under deny rules, a substitution in a subscript is judged as the command it is.
+    let deny = rules(&["rm -rf /"], None);
+    expect(
+        &deny,
+        &[
+            "printf -v 'a[$(rm -rf /)]' x",
+            "test -v 'a[$(rm -rf /)]'",
+            "[ -v 'a[$(rm -rf /)]' ]",
+            "read 'a[$(rm -rf /)]' <<< x",
+            "unset 'a[$(rm -rf /)]'",
+            "declare 'a[$(rm -rf /)]=1'",
+            "declare -a x='($(rm -rf /))'",
+            "declare -i x='a[$(rm -rf /)]'",
+            "declare -n r='a[$(rm -rf /)]'",
+            "mapfile -C 'rm -rf /' x",
+            "x=(['a[$(rm -rf /)]']=1)",
+            "(( 'a[$(rm -rf /)]' ))",
+            "echo $(( 'a[$(rm -rf /)]' ))",
+            "echo ${a['$(rm -rf /)']}",
+        ],
+        true,
+    );
+    expect(
+        &deny,
+        &["printf -v 'a[$(ls)]' x", "declare -a x='($(ls))'"],
+        false,
+    );
+}
+
 #[test]
 fn allow_list_passes_what_it_allows_through_transparent_wrappers() {
     expect(
@@ -1102,6 +1219,47 @@ mod against_bash {
             "bash ran stubs for only {ran} of {} lines: {silent:?}",
             lines.len()
         );
+    }
+
+    /// Names bash evaluates as arithmetic: each line makes bash run a stub through a
+    /// subscript, a compound value or an integer variable.
+    #[test]
+    fn names_bash_evaluates_run_what_the_judge_finds() {
+        let lines = [
+            "printf -v 'a[$(pa)]' x",
+            "printf -va'[$(pa)]' x",
+            "builtin printf -v 'a[$(pa)]' x",
+            "test -v 'a[$(pb)]'",
+            "[ -v 'a[$(pb)]' ]",
+            "read 'a[$(pc)]' <<< x",
+            "read -r 'a[`pc`]' <<< x",
+            "declare -a a=(1); unset 'a[$(pa)]'",
+            "declare -a a=(1); unset -v 'a[$(pa)]'",
+            "declare -A b=([k]=1); unset 'b[$(pa)]'",
+            "declare 'a[$(pb)]=1'",
+            "typeset 'a[$(pb)]=1'",
+            "f() { local 'a[$(pb)]=1'; }; f",
+            "declare -a x='($(pc))'",
+            "declare -a x='([$(pc)]=1)'",
+            "declare -a x='([1]=`pc`)'",
+            "typeset -a x='($(pc))'",
+            "readonly -a x='($(pc))'",
+            "export -a x='($(pc))'",
+            "declare -a x; declare x='($(pc))'",
+            "declare -i x='a[$(pa)]'",
+            "x=(['a[$(pb)]']=1)",
+            "[[ 'a[$(pa)]' -eq 1 ]]",
+            "[[ -v 'a[$(pa)]' ]]",
+            "let 'a[$(pa)]'",
+            "(( 'a[$(pb)]' ))",
+            "echo $(( 'a[$(pc)]' ))",
+            "let \"x='a[$(pa)]'\"",
+            "declare -a a=(1); echo ${a['$(pb)']}",
+        ];
+        let failures: Vec<String> = lines.iter().filter_map(|l| check(l).err()).collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        let silent: Vec<&&str> = lines.iter().filter(|l| bash_ran(l).is_empty()).collect();
+        assert!(silent.is_empty(), "bash ran no stub for {silent:?}");
     }
 
     const WRAPPERS: &[&str] = &[
