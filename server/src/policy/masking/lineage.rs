@@ -16,6 +16,12 @@
 //! a relation the catalog does not know (created after the session started), counts as reading
 //! every ruled column in reach. Over-masking an innocent expression is the accepted cost.
 //!
+//! Built-in functions that read relations by name, by SQL text or through a cursor
+//! (`table_to_xml('customers', ...)`, `query_to_xml('select name ...', ...)`, `ts_stat`), or
+//! that hand back data stored out of the tables' sight (large objects: `lo_get`, `loread`;
+//! server files; logical decoding) have no column reference to follow: an output calling one
+//! counts as reading every ruled column (see [`READS_OUT_OF_SIGHT`]).
+//!
 //! Not covered (the limits the documentation states): what a function computes internally (a
 //! SQL function that reads `customers.name` is a call with no column reference here), values
 //! that reach the output only through a `WHERE` clause (`count(*) ... where name like 'A%'`),
@@ -32,6 +38,40 @@ pub type Rule = Arc<[u8]>;
 
 /// How deep sub-queries are followed before the analysis gives the conservative answer.
 const MAX_DEPTH: usize = 48;
+
+/// Built-in functions whose result carries table data the parse tree does not show: they read
+/// relations named by a string, run SQL given as text, fetch from a cursor, or return bytes
+/// stored where column rules do not reach (large objects, server files, decoded WAL). Under
+/// column rules an expression calling one reads every ruled column.
+pub const READS_OUT_OF_SIGHT: &[&str] = &[
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+    "ts_stat",
+    "ts_rewrite",
+    "lo_get",
+    "loread",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_logical_slot_get_changes",
+    "pg_logical_slot_peek_changes",
+    "pg_logical_slot_get_binary_changes",
+    "pg_logical_slot_peek_binary_changes",
+    "dblink",
+    "dblink_fetch",
+    "dblink_get_result",
+];
 
 /// One column of a relation, sub-query or result, and its rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -542,6 +582,9 @@ impl<'a> Analyzer<'a> {
         depth: usize,
     ) -> Option<Rule> {
         let refs = collect(&node_json_of(node));
+        if refs.reads_out_of_sight {
+            return self.rels.unknown();
+        }
         if refs.columns.is_empty() && refs.relations.is_empty() {
             return None;
         }
@@ -694,6 +737,8 @@ struct Refs {
     relations: Vec<(Option<String>, String)>,
     /// Names of CTEs defined anywhere inside (a relation of that name may be one).
     ctes: Vec<String>,
+    /// A call to one of [`READS_OUT_OF_SIGHT`] anywhere inside.
+    reads_out_of_sight: bool,
 }
 
 fn node_json(n: &NodeEnum) -> Value {
@@ -728,6 +773,17 @@ fn collect(v: &Value) -> Refs {
                         })
                         .unwrap_or_default();
                     refs.columns.push(fields);
+                }
+                if let Some(Value::Object(f)) = map.get("FuncCall")
+                    && let Some(name) = f
+                        .get("funcname")
+                        .and_then(Value::as_array)
+                        .and_then(|n| n.last())
+                        .and_then(|n| n.pointer("/node/String/sval"))
+                        .and_then(Value::as_str)
+                    && READS_OUT_OF_SIGHT.contains(&name)
+                {
+                    refs.reads_out_of_sight = true;
                 }
                 if let Some(Value::Object(c)) = map.get("CommonTableExpr")
                     && let Some(name) = c.get("ctename").and_then(Value::as_str)
@@ -975,6 +1031,45 @@ mod tests {
         );
         // A system catalog: columns unknown, nothing ruled.
         assert_eq!(ruled("select relname from pg_class"), ".");
+    }
+
+    #[test]
+    fn built_ins_reading_out_of_sight_are_ruled() {
+        for (sql, want) in [
+            ("select table_to_xml('customers', true, false, '')", "R"),
+            (
+                "select 1, pg_catalog.database_to_xml(true, false, '')",
+                ".R",
+            ),
+            (
+                "select schema_to_xml_and_xmlschema('public', true, false, '')",
+                "R",
+            ),
+            (
+                "select query_to_xml('select name from customers', true, false, '')",
+                "R",
+            ),
+            ("select cursor_to_xml('c', 10, false, true, '')", "R"),
+            (
+                "select xpath('//name/text()', table_to_xml('customers', true, false, ''))",
+                "R",
+            ),
+            (
+                "select * from ts_stat('select to_tsvector(''simple'', name) from customers')",
+                "?R",
+            ),
+            (
+                "select ts_rewrite('a'::tsquery, 'select t, s from aliases')",
+                "R",
+            ),
+            ("select convert_from(lo_get(424242), 'UTF8')", "R"),
+            ("select loread(0, 100)", "R"),
+            ("select pg_read_file('/tmp/x')", "R"),
+            ("select \"lo_get\"(1)::text as x, 2", "R."),
+            ("select xmlelement(name x, 'y')", "."),
+        ] {
+            assert_eq!(ruled(sql), want, "{sql}");
+        }
     }
 
     #[test]
