@@ -805,6 +805,88 @@ fn collect(v: &Value) -> Refs {
     refs
 }
 
+/// True when the text calls `set_config` with a name or value that is not a constant (a
+/// literal, or a parameter the client binds), or holds code (a DO block, a function or
+/// procedure body) that calls it at all. Under column rules such a statement is refused: a
+/// setting carries a value past every later statement (`current_setting`, `SHOW`,
+/// `pg_settings`), where no column rule can follow it. A cheap look for the name (or a
+/// Unicode-escaped identifier that may spell it) comes first.
+pub fn sets_config_from_data(sql: &str) -> bool {
+    let has = |w: &str| {
+        sql.as_bytes()
+            .windows(w.len())
+            .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
+    };
+    if !(has("set_config") || has("u&")) {
+        return false;
+    }
+    let Ok(parsed) = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) else {
+        // Unparsable text does not run either.
+        return false;
+    };
+    let mut bodies = false;
+    for raw in &parsed.protobuf.stmts {
+        let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            continue;
+        };
+        bodies |= matches!(node, NodeEnum::DoStmt(_) | NodeEnum::CreateFunctionStmt(_));
+        if set_config_calls(&node_json(node)).any(|args| !args_constant(args)) {
+            return true;
+        }
+    }
+    // Bodies are read by the guardrails' analysis (PL/pgSQL through its own parser); their
+    // calls' arguments are not judged: any call counts.
+    bodies
+        && crate::policy::sql::analyze(sql)
+            .iter()
+            .any(|i| i.functions.iter().any(|f| f.name == "set_config"))
+}
+
+/// The argument lists of every `set_config` call in a serialised parse tree.
+fn set_config_calls(v: &Value) -> impl Iterator<Item = &[Value]> {
+    let mut calls = Vec::new();
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::Object(f)) = map.get("FuncCall")
+                    && f.get("funcname")
+                        .and_then(Value::as_array)
+                        .and_then(|n| n.last())
+                        .and_then(|n| n.pointer("/node/String/sval"))
+                        .and_then(Value::as_str)
+                        == Some("set_config")
+                {
+                    calls.push(
+                        f.get("args")
+                            .and_then(Value::as_array)
+                            .map_or(&[][..], Vec::as_slice),
+                    );
+                }
+                stack.extend(map.values());
+            }
+            Value::Array(items) => stack.extend(items.iter()),
+            _ => {}
+        }
+    }
+    calls.into_iter()
+}
+
+/// The name and value of a `set_config` call are literals or bound parameters (a cast of
+/// one included). Named-notation and missing arguments are not constant.
+fn args_constant(args: &[Value]) -> bool {
+    fn constant(v: &Value) -> bool {
+        let Some(node) = v.get("node") else {
+            return false;
+        };
+        if node.get("AConst").is_some() || node.get("ParamRef").is_some() {
+            return true;
+        }
+        node.pointer("/TypeCast/arg").is_some_and(constant)
+    }
+    args.len() >= 2 && args.iter().take(2).all(constant)
+}
+
 /// The relation, columns, format options and query of a `COPY ... TO` statement.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CopyTo {
@@ -1069,6 +1151,46 @@ mod tests {
             ("select xmlelement(name x, 'y')", "."),
         ] {
             assert_eq!(ruled(sql), want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn set_config_from_data_is_found() {
+        for (sql, want) in [
+            (
+                "select set_config('my.x', name, false) from customers",
+                true,
+            ),
+            (
+                "select pg_catalog.set_config('my.x', (select name from customers limit 1), false)",
+                true,
+            ),
+            ("select set_config(name, 'x', false) from customers", true),
+            ("select set_config('my.x', 'a' || 'b', false)", true),
+            ("select * from set_config('my.x', upper('a'), false)", true),
+            (
+                "prepare p as select set_config('my.x', name, true) from customers",
+                true,
+            ),
+            (
+                "select U&\"set\\005fconfig\"('my.x', name, false) from customers",
+                true,
+            ),
+            (
+                "do $$ begin perform set_config('my.x', (select name from customers limit 1), false); end $$",
+                true,
+            ),
+            ("select set_config('my.x', 'Ada', false)", false),
+            ("select set_config('search_path', $1, false)", false),
+            (
+                "select set_config('my.x', '1'::text, false), current_setting('my.x')",
+                false,
+            ),
+            ("select name from customers", false),
+            ("select 'set_config(name)'", false),
+            ("select set_config(", false),
+        ] {
+            assert_eq!(sets_config_from_data(sql), want, "{sql}");
         }
     }
 
