@@ -89,6 +89,9 @@ async fn env() -> Env {
 enum Expect {
     /// No raw value anywhere in the output; these strings present.
     Masked(&'static [&'static str]),
+    /// As `Masked`, and these strings (forms of a value no entry of `RAW` spells, such as a
+    /// lower-cased name or its bytes in hex) absent too.
+    MaskedWithout(&'static [&'static str], &'static [&'static str]),
     /// A known limit: the documented behaviour is that this value does come through.
     Limit(&'static str),
 }
@@ -115,8 +118,11 @@ fn run_cases(env: &Env, cases: &[Case]) -> Vec<String> {
     for c in cases {
         let out = run_psql(env, c.sql);
         match &c.expect {
-            Expect::Masked(present) => {
-                let leaked = leaks(&out);
+            Expect::Masked(present) | Expect::MaskedWithout(present, _) => {
+                let mut leaked = leaks(&out);
+                if let Expect::MaskedWithout(_, absent) = &c.expect {
+                    leaked.extend(absent.iter().filter(|a| out.contains(**a)));
+                }
                 let missing: Vec<&&str> = present.iter().filter(|p| !out.contains(**p)).collect();
                 if !leaked.is_empty() || !missing.is_empty() {
                     failures.push(format!(
@@ -848,6 +854,137 @@ async fn copy_is_masked_in_every_format_or_refused() {
             attack: "psql's \\copy in binary format",
             sql: "\\copy customers to stdout with (format binary)",
             expect: Expect::Masked(&["binary format cannot be masked"]),
+        },
+    ];
+    let failures = run_cases(&env, &cases);
+    assert_none(&failures, cases.len());
+}
+
+#[tokio::test]
+async fn built_ins_errors_settings_and_large_objects_carry_no_ruled_value() {
+    let env = env().await;
+    let cases = [
+        // Built-ins that read a table by name, by SQL text or through a cursor.
+        Case {
+            attack: "table_to_xml reads customers by name",
+            sql: "select table_to_xml('customers', true, false, '');",
+            expect: Expect::Masked(&["****"]),
+        },
+        Case {
+            attack: "table_to_xml_and_xmlschema reads customers by name",
+            sql: "select table_to_xml_and_xmlschema('customers', true, false, '');",
+            expect: Expect::Masked(&["****"]),
+        },
+        Case {
+            attack: "schema_to_xml dumps every table of the schema",
+            sql: "select schema_to_xml('public', true, false, '');",
+            expect: Expect::Masked(&["****"]),
+        },
+        Case {
+            attack: "database_to_xml dumps the whole database",
+            sql: "select pg_catalog.database_to_xml(true, false, '');",
+            expect: Expect::Masked(&["****"]),
+        },
+        Case {
+            attack: "query_to_xml runs a query given as text",
+            sql: "select query_to_xml('select name from customers', true, false, '');",
+            expect: Expect::Masked(&["****"]),
+        },
+        Case {
+            attack: "cursor_to_xml fetches from a cursor declared over the ruled column",
+            sql: "begin; declare c cursor for select name, email from customers; \
+                  select cursor_to_xml('c', 10, false, true, ''); commit;",
+            expect: Expect::Masked(&["****"]),
+        },
+        Case {
+            attack: "xpath picks the names out of table_to_xml",
+            sql: "select xpath('//name/text()', table_to_xml('customers', true, false, ''));",
+            expect: Expect::Masked(&["****"]),
+        },
+        Case {
+            attack: "xmltable in FROM over query_to_xml",
+            sql: "select * from xmltable('/table/row' passing query_to_xml('select name from customers', \
+                  true, false, '') columns n text path 'name');",
+            expect: Expect::Masked(&["****"]),
+        },
+        Case {
+            attack: "ts_stat runs a query given as text and lists its words (lower-cased)",
+            sql: "select * from ts_stat('select to_tsvector(''simple'', name) from customers');",
+            expect: Expect::MaskedWithout(&["****"], &["ada", "bob"]),
+        },
+        // Errors whose text quotes a value.
+        Case {
+            attack: "wrap the name in quotes so the error's quoted value looks like two",
+            sql: "select ('x\" ' || name || ' \"y')::int from customers where id = 1;",
+            expect: Expect::Masked(&["invalid input syntax for type integer: \"***\""]),
+        },
+        Case {
+            attack: "wrap the name in quotes inside a run-time role lookup",
+            sql: "select has_table_privilege('x\" ' || name || ' \"y', 'customers', 'select') \
+                  from customers where id = 1;",
+            expect: Expect::Masked(&["does not exist"]),
+        },
+        Case {
+            attack: "xmlparse a name so the DETAIL quotes it unquoted",
+            sql: "select xmlparse(document name) from customers where id = 1;",
+            expect: Expect::Masked(&["invalid XML document", "withheld by hoop"]),
+        },
+        Case {
+            attack: "cast a name to xml so the DETAIL quotes it unquoted",
+            sql: "select ('<' || name)::xml from customers where id = 1;",
+            expect: Expect::Masked(&["invalid XML content", "withheld by hoop"]),
+        },
+        Case {
+            attack: "an invalid byte before the name so the error shows its bytes in hex",
+            sql: "select convert_from('\\xc3'::bytea || convert_to(name, 'UTF8'), 'UTF8') \
+                  from customers where id = 1;",
+            expect: Expect::MaskedWithout(&["invalid byte sequence"], &["0x41"]),
+        },
+        // Session settings that would carry a value to a later statement.
+        Case {
+            attack: "set_config a custom setting to a name, then current_setting and SHOW it",
+            sql: "select set_config('my.x', name, false) from customers where id = 1; \
+                  select current_setting('my.x', true); show my.x;",
+            expect: Expect::Masked(&["cannot be masked on a connection with column rules"]),
+        },
+        Case {
+            attack: "set_config application_name to a name, then read pg_stat_activity",
+            sql: "select set_config('application_name', (select name from customers where id = 1), false); \
+                  select application_name from pg_stat_activity where pid = pg_backend_pid();",
+            expect: Expect::Masked(&["cannot be masked on a connection with column rules"]),
+        },
+        Case {
+            attack: "set_config from inside a DO block, then read pg_settings",
+            sql: "do $$ begin perform set_config('my.y', (select name from customers where id = 1), false); end $$; \
+                  select setting from pg_settings where name = 'my.y';",
+            expect: Expect::Masked(&["cannot be masked on a connection with column rules"]),
+        },
+        Case {
+            attack: "a prepared set_config fed by a ruled column",
+            sql: "prepare p as select set_config('my.z', name, false) from customers; execute p; show my.z;",
+            expect: Expect::Masked(&["cannot be masked on a connection with column rules"]),
+        },
+        Case {
+            attack: "(control) set_config of a constant still works",
+            sql: "select set_config('my.k', 'plain', false); show my.k;",
+            expect: Expect::Masked(&["plain"]),
+        },
+        // Large objects: data copied out of the tables' sight.
+        Case {
+            attack: "copy names into a large object, read it back with lo_get",
+            sql: "select lo_from_bytea(424242, convert_to(string_agg(name, ','), 'UTF8')) from customers; \
+                  select convert_from(lo_get(424242), 'UTF8'); select encode(lo_get(424242, 0, 3), 'hex');",
+            expect: Expect::MaskedWithout(&["****"], &["416461", "\\x41"]),
+        },
+        Case {
+            attack: "read the large object with lo_open and loread",
+            sql: "begin; select convert_from(loread(lo_open(424242, 262144), 100), 'UTF8'); commit;",
+            expect: Expect::Masked(&["****"]),
+        },
+        Case {
+            attack: "read the large object's pages from pg_largeobject",
+            sql: "select data from pg_largeobject;",
+            expect: Expect::Masked(&["permission denied"]),
         },
     ];
     let failures = run_cases(&env, &cases);

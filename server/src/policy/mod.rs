@@ -476,15 +476,28 @@ impl Policy {
 
 impl Policy {
     /// A statement masking cannot let run: a binary-format `COPY ... TO` (its data cannot be
-    /// masked) on a connection with masking.
+    /// masked) on a connection with masking; a `set_config` of a value that is not a constant
+    /// on a connection with column rules (the setting would carry a ruled value to later
+    /// statements: `current_setting`, `SHOW`, `pg_settings`).
     fn masking_refuses(&self, sql: &str) -> Option<Verdict> {
-        (self.masking_active() && masking::lineage::is_binary_copy_to(sql)).then(|| {
-            Verdict::Block {
+        if !self.masking_active() {
+            return None;
+        }
+        if masking::lineage::is_binary_copy_to(sql) {
+            return Some(Verdict::Block {
                 rule: "masking".into(),
                 reason: "COPY in binary format cannot be masked; use COPY ... TO STDOUT in text \
                          or csv format"
                     .into(),
-            }
+            });
+        }
+        let rules = self.masker.as_ref().is_some_and(|m| m.has_column_rules());
+        (rules && masking::lineage::sets_config_from_data(sql)).then(|| Verdict::Block {
+            rule: "masking".into(),
+            reason: "set_config with a computed name or value (or inside a DO block or \
+                     function body) cannot be masked on a connection with column rules; \
+                     pass constants or bound parameters"
+                .into(),
         })
     }
 }

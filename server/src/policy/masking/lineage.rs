@@ -16,6 +16,12 @@
 //! a relation the catalog does not know (created after the session started), counts as reading
 //! every ruled column in reach. Over-masking an innocent expression is the accepted cost.
 //!
+//! Built-in functions that read relations by name, by SQL text or through a cursor
+//! (`table_to_xml('customers', ...)`, `query_to_xml('select name ...', ...)`, `ts_stat`), or
+//! that hand back data stored out of the tables' sight (large objects: `lo_get`, `loread`;
+//! server files; logical decoding) have no column reference to follow: an output calling one
+//! counts as reading every ruled column (see [`READS_OUT_OF_SIGHT`]).
+//!
 //! Not covered (the limits the documentation states): what a function computes internally (a
 //! SQL function that reads `customers.name` is a call with no column reference here), values
 //! that reach the output only through a `WHERE` clause (`count(*) ... where name like 'A%'`),
@@ -32,6 +38,40 @@ pub type Rule = Arc<[u8]>;
 
 /// How deep sub-queries are followed before the analysis gives the conservative answer.
 const MAX_DEPTH: usize = 48;
+
+/// Built-in functions whose result carries table data the parse tree does not show: they read
+/// relations named by a string, run SQL given as text, fetch from a cursor, or return bytes
+/// stored where column rules do not reach (large objects, server files, decoded WAL). Under
+/// column rules an expression calling one reads every ruled column.
+pub const READS_OUT_OF_SIGHT: &[&str] = &[
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+    "ts_stat",
+    "ts_rewrite",
+    "lo_get",
+    "loread",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_logical_slot_get_changes",
+    "pg_logical_slot_peek_changes",
+    "pg_logical_slot_get_binary_changes",
+    "pg_logical_slot_peek_binary_changes",
+    "dblink",
+    "dblink_fetch",
+    "dblink_get_result",
+];
 
 /// One column of a relation, sub-query or result, and its rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -542,6 +582,9 @@ impl<'a> Analyzer<'a> {
         depth: usize,
     ) -> Option<Rule> {
         let refs = collect(&node_json_of(node));
+        if refs.reads_out_of_sight {
+            return self.rels.unknown();
+        }
         if refs.columns.is_empty() && refs.relations.is_empty() {
             return None;
         }
@@ -694,6 +737,8 @@ struct Refs {
     relations: Vec<(Option<String>, String)>,
     /// Names of CTEs defined anywhere inside (a relation of that name may be one).
     ctes: Vec<String>,
+    /// A call to one of [`READS_OUT_OF_SIGHT`] anywhere inside.
+    reads_out_of_sight: bool,
 }
 
 fn node_json(n: &NodeEnum) -> Value {
@@ -729,6 +774,17 @@ fn collect(v: &Value) -> Refs {
                         .unwrap_or_default();
                     refs.columns.push(fields);
                 }
+                if let Some(Value::Object(f)) = map.get("FuncCall")
+                    && let Some(name) = f
+                        .get("funcname")
+                        .and_then(Value::as_array)
+                        .and_then(|n| n.last())
+                        .and_then(|n| n.pointer("/node/String/sval"))
+                        .and_then(Value::as_str)
+                    && READS_OUT_OF_SIGHT.contains(&name)
+                {
+                    refs.reads_out_of_sight = true;
+                }
                 if let Some(Value::Object(c)) = map.get("CommonTableExpr")
                     && let Some(name) = c.get("ctename").and_then(Value::as_str)
                 {
@@ -747,6 +803,88 @@ fn collect(v: &Value) -> Refs {
         }
     }
     refs
+}
+
+/// True when the text calls `set_config` with a name or value that is not a constant (a
+/// literal, or a parameter the client binds), or holds code (a DO block, a function or
+/// procedure body) that calls it at all. Under column rules such a statement is refused: a
+/// setting carries a value past every later statement (`current_setting`, `SHOW`,
+/// `pg_settings`), where no column rule can follow it. A cheap look for the name (or a
+/// Unicode-escaped identifier that may spell it) comes first.
+pub fn sets_config_from_data(sql: &str) -> bool {
+    let has = |w: &str| {
+        sql.as_bytes()
+            .windows(w.len())
+            .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
+    };
+    if !(has("set_config") || has("u&")) {
+        return false;
+    }
+    let Ok(parsed) = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) else {
+        // Unparsable text does not run either.
+        return false;
+    };
+    let mut bodies = false;
+    for raw in &parsed.protobuf.stmts {
+        let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            continue;
+        };
+        bodies |= matches!(node, NodeEnum::DoStmt(_) | NodeEnum::CreateFunctionStmt(_));
+        if set_config_calls(&node_json(node)).any(|args| !args_constant(args)) {
+            return true;
+        }
+    }
+    // Bodies are read by the guardrails' analysis (PL/pgSQL through its own parser); their
+    // calls' arguments are not judged: any call counts.
+    bodies
+        && crate::policy::sql::analyze(sql)
+            .iter()
+            .any(|i| i.functions.iter().any(|f| f.name == "set_config"))
+}
+
+/// The argument lists of every `set_config` call in a serialised parse tree.
+fn set_config_calls(v: &Value) -> impl Iterator<Item = &[Value]> {
+    let mut calls = Vec::new();
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::Object(f)) = map.get("FuncCall")
+                    && f.get("funcname")
+                        .and_then(Value::as_array)
+                        .and_then(|n| n.last())
+                        .and_then(|n| n.pointer("/node/String/sval"))
+                        .and_then(Value::as_str)
+                        == Some("set_config")
+                {
+                    calls.push(
+                        f.get("args")
+                            .and_then(Value::as_array)
+                            .map_or(&[][..], Vec::as_slice),
+                    );
+                }
+                stack.extend(map.values());
+            }
+            Value::Array(items) => stack.extend(items.iter()),
+            _ => {}
+        }
+    }
+    calls.into_iter()
+}
+
+/// The name and value of a `set_config` call are literals or bound parameters (a cast of
+/// one included). Named-notation and missing arguments are not constant.
+fn args_constant(args: &[Value]) -> bool {
+    fn constant(v: &Value) -> bool {
+        let Some(node) = v.get("node") else {
+            return false;
+        };
+        if node.get("AConst").is_some() || node.get("ParamRef").is_some() {
+            return true;
+        }
+        node.pointer("/TypeCast/arg").is_some_and(constant)
+    }
+    args.len() >= 2 && args.iter().take(2).all(constant)
 }
 
 /// The relation, columns, format options and query of a `COPY ... TO` statement.
@@ -975,6 +1113,85 @@ mod tests {
         );
         // A system catalog: columns unknown, nothing ruled.
         assert_eq!(ruled("select relname from pg_class"), ".");
+    }
+
+    #[test]
+    fn built_ins_reading_out_of_sight_are_ruled() {
+        for (sql, want) in [
+            ("select table_to_xml('customers', true, false, '')", "R"),
+            (
+                "select 1, pg_catalog.database_to_xml(true, false, '')",
+                ".R",
+            ),
+            (
+                "select schema_to_xml_and_xmlschema('public', true, false, '')",
+                "R",
+            ),
+            (
+                "select query_to_xml('select name from customers', true, false, '')",
+                "R",
+            ),
+            ("select cursor_to_xml('c', 10, false, true, '')", "R"),
+            (
+                "select xpath('//name/text()', table_to_xml('customers', true, false, ''))",
+                "R",
+            ),
+            (
+                "select * from ts_stat('select to_tsvector(''simple'', name) from customers')",
+                "?R",
+            ),
+            (
+                "select ts_rewrite('a'::tsquery, 'select t, s from aliases')",
+                "R",
+            ),
+            ("select convert_from(lo_get(424242), 'UTF8')", "R"),
+            ("select loread(0, 100)", "R"),
+            ("select pg_read_file('/tmp/x')", "R"),
+            ("select \"lo_get\"(1)::text as x, 2", "R."),
+            ("select xmlelement(name x, 'y')", "."),
+        ] {
+            assert_eq!(ruled(sql), want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn set_config_from_data_is_found() {
+        for (sql, want) in [
+            (
+                "select set_config('my.x', name, false) from customers",
+                true,
+            ),
+            (
+                "select pg_catalog.set_config('my.x', (select name from customers limit 1), false)",
+                true,
+            ),
+            ("select set_config(name, 'x', false) from customers", true),
+            ("select set_config('my.x', 'a' || 'b', false)", true),
+            ("select * from set_config('my.x', upper('a'), false)", true),
+            (
+                "prepare p as select set_config('my.x', name, true) from customers",
+                true,
+            ),
+            (
+                "select U&\"set\\005fconfig\"('my.x', name, false) from customers",
+                true,
+            ),
+            (
+                "do $$ begin perform set_config('my.x', (select name from customers limit 1), false); end $$",
+                true,
+            ),
+            ("select set_config('my.x', 'Ada', false)", false),
+            ("select set_config('search_path', $1, false)", false),
+            (
+                "select set_config('my.x', '1'::text, false), current_setting('my.x')",
+                false,
+            ),
+            ("select name from customers", false),
+            ("select 'set_config(name)'", false),
+            ("select set_config(", false),
+        ] {
+            assert_eq!(sets_config_from_data(sql), want, "{sql}");
+        }
     }
 
     #[test]

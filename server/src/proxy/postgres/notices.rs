@@ -6,8 +6,9 @@
 //!   routine (`F`, `L`, `R`).
 //! - When column rules are active, values the server quotes back are replaced, because a
 //!   column rule hides values no detector recognises (a name): a data exception (class 22:
-//!   `invalid input syntax for type integer: "Ada"`) has its quoted values replaced in the
-//!   message, detail and context; an integrity violation (class 23) has the values of its
+//!   `invalid input syntax for type integer: "Ada"`) has everything from the message's first
+//!   `"` to its last replaced (the server does not escape a `"` inside the value), and its
+//!   detail, context, hint and internal query withheld whole; an integrity violation (class 23) has the values of its
 //!   detail replaced (`Key (email)=(***) already exists.`, `Failing row contains (***).`); an
 //!   "undefined object" error without a statement position (classes 42 and 3F: a value cast to
 //!   `regclass`, `regproc`, `regrole`, ... at run time, `relation "Ada" does not exist`) has its
@@ -24,6 +25,10 @@ use crate::policy::masking::{MaskCounts, Masker};
 
 /// What replaces a value quoted back in an error under column rules.
 const QUOTED_VALUE: &[u8] = b"***";
+
+/// What replaces a data exception's detail, context, hint and internal query under column
+/// rules.
+const WITHHELD: &[u8] = b"(withheld by hoop: it may quote a value under a column rule)";
 
 /// Masks an ErrorResponse (`E`) or NoticeResponse (`N`) into `out`. Returns false (and writes
 /// nothing) when nothing changed: the caller then forwards the message as it came.
@@ -87,49 +92,43 @@ fn quotes_values(code: &[u8], has_position: bool) -> bool {
     }
 }
 
-/// The field with the values it quotes back replaced, when the rules say so.
+/// The field with the values it quotes back replaced, when the rules say so. A data
+/// exception's detail, context, hint and internal query are withheld whole: they quote the
+/// offending value unquoted (`xmlparse`'s DETAIL, `JSON data, line 1: ...`) or in the server's
+/// own words no pattern can follow.
 fn hide_values(code: &[u8], field: u8, value: &[u8], quoted: bool) -> Option<Vec<u8>> {
-    let class23 = code.starts_with(b"23");
+    let class22 = code.starts_with(b"22");
     match field {
-        b'D' if class23 => Some(hide_parenthesised(value)),
-        b'M' | b'D' | b'W' | b'H' | b'q' if quoted => {
-            let v = hide_quoted(value);
-            Some(if field == b'W' {
-                hide_json_context(&v)
-            } else {
-                v
-            })
-        }
+        b'D' if code.starts_with(b"23") => Some(hide_parenthesised(value)),
+        b'D' | b'W' | b'H' | b'q' if quoted && class22 => Some(WITHHELD.to_vec()),
+        b'M' | b'D' | b'W' | b'H' | b'q' if quoted => Some(hide_quoted(value, class22)),
         _ => None,
     }
 }
 
-/// Replaces the contents of every `"..."` span (`""` inside is an escaped quote).
-fn hide_quoted(v: &[u8]) -> Vec<u8> {
+/// Replaces everything from the first `"` to the last with `"***"` (the rest after an unclosed
+/// one). One span, not pair by pair: the server does not escape a `"` inside the value it
+/// quotes, so `"x" Ada "y"` is one value. For a data exception (`data_tail`), what follows
+/// `: ` after the span is hidden too (`invalid byte sequence for encoding "UTF8": 0x41 0x64`).
+fn hide_quoted(v: &[u8], data_tail: bool) -> Vec<u8> {
+    let (Some(first), Some(last)) = (memchr::memchr(b'"', v), memchr::memrchr(b'"', v)) else {
+        return v.to_vec();
+    };
     let mut out = Vec::with_capacity(v.len());
-    let mut i = 0;
-    while let Some(&b) = v.get(i) {
-        if b != b'"' {
-            out.push(b);
-            i += 1;
-            continue;
+    out.extend_from_slice(v.get(..first).unwrap_or(&[]));
+    out.push(b'"');
+    out.extend_from_slice(QUOTED_VALUE);
+    if last == first {
+        return out;
+    }
+    out.push(b'"');
+    let tail = v.get(last + 1..).unwrap_or(&[]);
+    match memchr::memmem::find(tail, b": ").filter(|_| data_tail) {
+        Some(p) => {
+            out.extend_from_slice(tail.get(..p + 2).unwrap_or(&[]));
+            out.extend_from_slice(QUOTED_VALUE);
         }
-        // Find the closing quote; an unclosed one hides the rest.
-        let mut k = i + 1;
-        loop {
-            match v.get(k) {
-                None => break,
-                Some(b'"') if v.get(k + 1) == Some(&b'"') => k += 2,
-                Some(b'"') => break,
-                Some(_) => k += 1,
-            }
-        }
-        out.push(b'"');
-        out.extend_from_slice(QUOTED_VALUE);
-        if k < v.len() {
-            out.push(b'"');
-        }
-        i = k + 1;
+        None => out.extend_from_slice(tail),
     }
     out
 }
@@ -151,27 +150,6 @@ fn hide_parenthesised(v: &[u8]) -> Vec<u8> {
         }
         _ => v.to_vec(),
     }
-}
-
-/// `JSON data, line 1: Ada...` in a context: the data after the colon is hidden.
-fn hide_json_context(v: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len());
-    for (n, line) in v.split(|b| *b == b'\n').enumerate() {
-        if n > 0 {
-            out.push(b'\n');
-        }
-        match (
-            line.starts_with(b"JSON data, line "),
-            memchr::memmem::find(line, b": "),
-        ) {
-            (true, Some(p)) => {
-                out.extend_from_slice(line.get(..p + 2).unwrap_or(&[]));
-                out.extend_from_slice(QUOTED_VALUE);
-            }
-            _ => out.extend_from_slice(line),
-        }
-    }
-    out
 }
 
 /// Masks a NotificationResponse (`A`): channel and payload through the detectors.
@@ -374,8 +352,8 @@ mod tests {
                 (b'W', "JSON data, line 1: Ada"),
             ],
         );
-        assert_eq!(field(&f, b'D'), "Token \"***\" is invalid.");
-        assert_eq!(field(&f, b'W'), "JSON data, line 1: ***");
+        assert_eq!(field(&f, b'D'), std::str::from_utf8(WITHHELD).unwrap());
+        assert_eq!(field(&f, b'W'), std::str::from_utf8(WITHHELD).unwrap());
         // A run-time lookup of a value (no position) hides the name; a typo in the
         // statement (with a position) keeps it.
         let f = masked(
@@ -398,6 +376,59 @@ mod tests {
             &[(b'C', "22P02"), (b'M', "invalid input syntax: \"Ada\"")],
         );
         assert_eq!(field(&f, b'M'), "invalid input syntax: \"Ada\"");
+    }
+
+    #[test]
+    fn quotes_inside_a_value_do_not_split_it() {
+        let m = masker(&["customers.name"]);
+        let withheld = std::str::from_utf8(WITHHELD).unwrap();
+        for (code, msg, want) in [
+            (
+                "22P02",
+                "invalid input syntax for type integer: \"x\" Ada \"y\"",
+                "invalid input syntax for type integer: \"***\"",
+            ),
+            (
+                "22P02",
+                "value \"12\"3\" is out of range for type integer",
+                "value \"***\" is out of range for type integer",
+            ),
+            (
+                "22021",
+                "invalid byte sequence for encoding \"UTF8\": 0x41 0x64 0xff",
+                "invalid byte sequence for encoding \"***\": ***",
+            ),
+            ("22P02", "unterminated \"Ada", "unterminated \"***"),
+            ("2200N", "invalid XML content", "invalid XML content"),
+            (
+                "42P01",
+                "relation \"x\" Ada \"y\" does not exist",
+                "relation \"***\" does not exist",
+            ),
+        ] {
+            let f = masked(&m, &[(b'C', code), (b'M', msg)]);
+            assert_eq!(field(&f, b'M'), want, "{msg}");
+        }
+        // XML errors put the value unquoted in DETAIL; every class 22 detail, context and
+        // hint is withheld, SQLSTATE and message kept.
+        let f = masked(
+            &m,
+            &[
+                (b'C', "2200M"),
+                (b'M', "invalid XML document"),
+                (b'D', "line 1: Start tag expected, '<' not found\nAda\n^"),
+                (b'H', "Ada"),
+                (b'W', "SQL function \"f\" statement 1"),
+            ],
+        );
+        assert_eq!(field(&f, b'C'), "2200M");
+        assert_eq!(field(&f, b'M'), "invalid XML document");
+        for k in [b'D', b'H', b'W'] {
+            assert_eq!(field(&f, k), withheld);
+        }
+        // Other classes keep their detail (detectors only).
+        let f = masked(&m, &[(b'C', "P0001"), (b'D', "Ada")]);
+        assert_eq!(field(&f, b'D'), "Ada");
     }
 
     #[test]
