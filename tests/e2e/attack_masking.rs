@@ -411,6 +411,16 @@ async fn column_rules_follow_the_source_column() {
             expect: Expect::Masked(&["****"]),
         },
         Case {
+            attack: "backslashes read as escapes (standard_conforming_strings off) hide a ruled expression inside what the default reading takes for one string",
+            sql: "set standard_conforming_strings = off;\nselect 'a\\'' || name || '' from customers where id = 1 --'\n;",
+            expect: Expect::Masked(&["****"]),
+        },
+        Case {
+            attack: "the same reading hides set_config of a ruled value inside a string",
+            sql: "set standard_conforming_strings = off;\nselect 'a\\'' , set_config('my.x', (select name from customers where id = 1), false) --'\n;\nselect current_setting('my.x', true);",
+            expect: Expect::Masked(&[]),
+        },
+        Case {
             attack: "reverse() a column that only detectors protect (documented limit)",
             sql: "select reverse(email) from customers where id = 1;",
             expect: Expect::Limit("moc.elpmaxe@ada"),

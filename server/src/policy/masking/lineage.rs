@@ -148,10 +148,9 @@ pub enum Statement {
 /// Analyses every statement of a query string. None when it does not parse (the caller then
 /// treats every output without a known source as reading every ruled column).
 pub fn analyze(sql: &str, rels: &dyn Relations) -> Option<Vec<Statement>> {
-    let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).ok()?;
+    let parsed = crate::policy::sql::parse_tree(sql)?;
     Some(
         parsed
-            .protobuf
             .stmts
             .iter()
             .map(|raw| {
@@ -820,12 +819,11 @@ pub fn sets_config_from_data(sql: &str) -> bool {
     if !(has("set_config") || has("u&")) {
         return false;
     }
-    let Ok(parsed) = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) else {
-        // Unparsable text does not run either.
-        return false;
-    };
+    // Every reading: the session may read backslashes either way. Unparsable text does not
+    // run either.
+    let trees = crate::policy::sql::parse_trees(sql);
     let mut bodies = false;
-    for raw in &parsed.protobuf.stmts {
+    for raw in trees.iter().flat_map(|t| &t.stmts) {
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
             continue;
         };
@@ -905,8 +903,8 @@ pub struct CopyTo {
 /// Reads the COPY ... TO statement of a query string, if it is one (the only statement, or
 /// the `index`-th).
 pub fn copy_to(sql: &str, index: usize, rels: &dyn Relations) -> Option<CopyTo> {
-    let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).ok()?;
-    let raw = parsed.protobuf.stmts.get(index)?;
+    let parsed = crate::policy::sql::parse_tree(sql)?;
+    let raw = parsed.stmts.get(index)?;
     let Some(NodeEnum::CopyStmt(c)) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
         return None;
     };
@@ -961,10 +959,8 @@ pub fn is_binary_copy_to(sql: &str) -> bool {
     if !(has("copy") && has("binary")) {
         return false;
     }
-    let Ok(parsed) = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) else {
-        return false;
-    };
-    parsed.protobuf.stmts.iter().any(|raw| {
+    let trees = crate::policy::sql::parse_trees(sql);
+    trees.iter().flat_map(|t| &t.stmts).any(|raw| {
         matches!(
             raw.stmt.as_ref().and_then(|n| n.node.as_ref()),
             Some(NodeEnum::CopyStmt(c)) if !c.is_from && c.options.iter().any(|o| matches!(
@@ -1152,6 +1148,27 @@ mod tests {
         ] {
             assert_eq!(ruled(sql), want, "{sql}");
         }
+    }
+
+    #[test]
+    fn texts_that_read_two_ways_are_judged_in_both() {
+        // With standard_conforming_strings off `'a\''` is a string and the ruled expression
+        // after it is code; the default reading cannot parse the text, so the one reading that
+        // can is followed.
+        let off_only = "select 'a\\'' , name || 'x' from customers where id = 1 --'";
+        assert_eq!(ruled(off_only), ".R");
+        // Both readings parse, differently (the default one sees one string): no lineage,
+        // every ruled column may be behind each expression.
+        let both = "select 'a\\'' || name || '' from customers --'";
+        assert_eq!(analyze(both, &Fake), None);
+        assert_eq!(copy_to(both, 0, &Fake), None);
+        let set = "select 'a\\'', set_config('my.x', (select name from customers), false) --'";
+        assert!(sets_config_from_data(set));
+        assert!(is_binary_copy_to(
+            "select 'a\\'' ; copy customers to stdout (format binary) --'"
+        ));
+        // A backslash both readings agree on leaves one tree.
+        assert!(analyze("select E'a\\n', name from customers", &Fake).is_some());
     }
 
     #[test]

@@ -99,6 +99,33 @@ pub fn analyze_with(sql: &str, primary: Reading) -> Vec<StatementInfo> {
     analyze_text(sql, primary, &mut budget, 0)
 }
 
+/// The parse trees of `sql` in each reading the server may use: with
+/// `standard_conforming_strings` on and, when the text has a backslash (the only byte the two
+/// readings treat differently), off. A reading the grammar rejects is left out; the server
+/// would reject that text too. Callers outside the analysis (masking lineage, the session
+/// catalog) parse through here so every call to libpg_query holds its stderr lock.
+pub fn parse_trees(sql: &str) -> Vec<pg_query::protobuf::ParseResult> {
+    let mut trees = Vec::with_capacity(2);
+    if let Ok(t) = pg::parse(sql, pg::Mode::Statements, true) {
+        trees.push(t);
+    }
+    if sql.contains('\\') {
+        if let Ok(t) = pg::parse(sql, pg::Mode::Statements, false) {
+            if trees.first() != Some(&t) {
+                trees.push(t);
+            }
+        }
+    }
+    trees
+}
+
+/// The one parse tree of `sql`, when every reading that parses gives the same tree (see
+/// [`parse_trees`]); `None` when the text does not parse or reads two ways.
+pub fn parse_tree(sql: &str) -> Option<pg_query::protobuf::ParseResult> {
+    let mut trees = parse_trees(sql);
+    if trees.len() == 1 { trees.pop() } else { None }
+}
+
 /// Analyzes one text (top-level, or a body at `depth`).
 fn analyze_text(
     sql: &str,

@@ -222,9 +222,8 @@ impl Catalog {
             let (Some(o), Some(def)) = (oid(r.first()), text(r.get(1))) else {
                 continue;
             };
-            let node = pg_query::parse(&def, pg_query::ParserOptions::DEFAULT)
-                .ok()
-                .and_then(|p| p.protobuf.stmts.into_iter().next())
+            let node = crate::policy::sql::parse_tree(&def)
+                .and_then(|p| p.stmts.into_iter().next())
                 .and_then(|s| s.stmt)
                 .and_then(|n| n.node);
             if let Some(rel) = c.relations.get_mut(&o) {
