@@ -109,12 +109,11 @@ pub fn parse_trees(sql: &str) -> Vec<pg_query::protobuf::ParseResult> {
     if let Ok(t) = pg::parse(sql, pg::Mode::Statements, true) {
         trees.push(t);
     }
-    if sql.contains('\\') {
-        if let Ok(t) = pg::parse(sql, pg::Mode::Statements, false) {
-            if trees.first() != Some(&t) {
-                trees.push(t);
-            }
-        }
+    if sql.contains('\\')
+        && let Ok(t) = pg::parse(sql, pg::Mode::Statements, false)
+        && trees.first() != Some(&t)
+    {
+        trees.push(t);
     }
     trees
 }
