@@ -975,6 +975,11 @@ async fn built_ins_errors_settings_and_large_objects_carry_no_ruled_value() {
             expect: Expect::Masked(&["cannot be masked on a connection with column rules"]),
         },
         Case {
+            attack: "UPDATE pg_settings parks a ruled name in a setting (set_config by the view's rule), then SHOW it",
+            sql: "update pg_settings set setting = (select name from customers where id = 1) where name = 'application_name'; show application_name;",
+            expect: Expect::Masked(&["cannot be masked on a connection with column rules"]),
+        },
+        Case {
             attack: "(control) set_config of a constant still works",
             sql: "select set_config('my.k', 'plain', false); show my.k;",
             expect: Expect::Masked(&["plain"]),

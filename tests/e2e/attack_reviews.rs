@@ -822,6 +822,40 @@ async fn multi_statement_query(c: &Ctx) -> Outcome {
     Ok(())
 }
 
+async fn reads_with_effects_are_reviewed(c: &Ctx) -> Outcome {
+    let objects = "select count(*) from pg_largeobject_metadata";
+    let before: i64 = c.target.query_one(objects, &[]).await?.get(0);
+    for sql in [
+        "select lo_from_bytea(0, 'x')",
+        "select pg_notify('reviewed', 'x')",
+        "select pg_advisory_lock(42)",
+        "select setval('ledger_seq', 1000)",
+        "select txid_current()",
+        "select my_unknown_function()",
+    ] {
+        let mut w = c.wire().await?;
+        w.query(sql).send().await?;
+        let id = w
+            .review_notice()
+            .await
+            .map_err(|e| anyhow::anyhow!("{sql}: not held for review: {e:#}"))?;
+        c.reject(id).await?;
+        w.until_ready(Duration::from_secs(30)).await?;
+    }
+    let after: i64 = c.target.query_one(objects, &[]).await?.get(0);
+    anyhow::ensure!(before == after, "a large object was created");
+    let locks: i64 = c
+        .target
+        .query_one(
+            "select count(*) from pg_locks where locktype = 'advisory'",
+            &[],
+        )
+        .await?
+        .get(0);
+    anyhow::ensure!(locks == 0, "an advisory lock was taken");
+    Ok(())
+}
+
 async fn sql_prepare_execute_with_parameters(c: &Ctx) -> Outcome {
     let mut w = c.wire().await?;
     let a = w
@@ -1040,6 +1074,11 @@ async fn simple_queries_sql_execute_and_decisions_cannot_walk_past_a_review() {
             "nobody answers before statement_timeout",
             "the statement fails, the review expires and cannot be approved, nothing runs",
             unanswered_review_expires
+        ),
+        case!(
+            "a SELECT of functions that write (large objects, pg_notify, advisory locks, a sequence) or of a function not known to be free of side effects",
+            "each is held for review as a write; rejected, nothing changed on the target",
+            reads_with_effects_are_reviewed
         ),
         case!(
             "tokio-postgres pipelines two executions of one prepared statement",

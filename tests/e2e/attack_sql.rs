@@ -524,6 +524,12 @@ fn cases() -> Vec<Case> {
             "select pg_notify('ch', 'x')",
             Blocked,
         ),
+        case(
+            "txid_current assigns a transaction ID (a WAL write)",
+            ReadOnly,
+            "select txid_current(), pg_current_xact_id()",
+            Blocked,
+        ),
         case("LISTEN is session state", ReadOnly, "listen ch", Allowed),
         case("LOCK TABLE", ReadOnly, "lock table items", Blocked),
         case(
@@ -1003,6 +1009,11 @@ async fn client_encoding_cannot_change_behind_the_gateway() {
             attack: "set_config('CLIENT_ENCODING'), then the SJIS trick",
             on: Conn::NoDdl,
             set: "select set_config('CLIENT_ENCODING', 'SJIS', false)",
+        },
+        Switch {
+            attack: "UPDATE pg_settings sets client_encoding (set_config by a rule), then the SJIS trick",
+            on: Conn::NoDdl,
+            set: "update pg_settings set setting = 'SJIS' where name = 'client_encoding'",
         },
         Switch {
             attack: "SET NAMES, then the SJIS trick",

@@ -461,25 +461,7 @@ impl RuleSet {
         if by_class.is_some() {
             return by_class;
         }
-        if let Some(lock) = info.keyword("lock") {
-            return Some(format!("{} takes row locks", lock.label));
-        }
-        for f in &info.functions {
-            if has_side_effects(&f.name) {
-                return Some(format!("function {} has side effects", f.qualified()));
-            }
-            let allowed = f.notation != Notation::Call
-                || is_side_effect_free(f.schema.as_deref(), &f.name)
-                || self.allow_functions.contains(&f.name);
-            if !allowed {
-                return Some(format!(
-                    "function {} is not known to be free of side effects (read-only allows \
-                     PostgreSQL's built-in functions that are, and those in allow_functions)",
-                    f.qualified()
-                ));
-            }
-        }
-        None
+        effects_of_a_read(info, &|name| self.allow_functions.iter().any(|a| a == name))
     }
 
     fn judge_kinds(&self, info: &StatementInfo) -> Option<String> {
@@ -511,6 +493,32 @@ impl RuleSet {
             .find(|(_, re)| re.is_match(&info.text))
             .map(|(p, _)| format!("matches deny pattern `{p}`"))
     }
+}
+
+/// Why a statement PostgreSQL counts as a read may still change something: it takes row locks,
+/// or calls a function that writes or is not known to be free of side effects (`allowed` names
+/// functions the configuration vouches for). `None` for a plain read. Read-only mode refuses
+/// such statements; a `write` review holds them.
+pub fn effects_of_a_read(info: &StatementInfo, allowed: &dyn Fn(&str) -> bool) -> Option<String> {
+    if let Some(lock) = info.keyword("lock") {
+        return Some(format!("{} takes row locks", lock.label));
+    }
+    for f in &info.functions {
+        if has_side_effects(&f.name) {
+            return Some(format!("function {} has side effects", f.qualified()));
+        }
+        let free = f.notation != Notation::Call
+            || is_side_effect_free(f.schema.as_deref(), &f.name)
+            || allowed(&f.name);
+        if !free {
+            return Some(format!(
+                "function {} is not known to be free of side effects (read-only allows \
+                 PostgreSQL's built-in functions that are, and those in allow_functions)",
+                f.qualified()
+            ));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -873,6 +881,9 @@ mod tests {
             "select public.lower('x')",
             "select * from my_table_function()",
             "select pg_try_advisory_lock(1)",
+            // They assign a transaction ID: a WAL and commit-log write.
+            "select txid_current()",
+            "select pg_current_xact_id()",
         ] {
             blocked(&ro, sql);
         }

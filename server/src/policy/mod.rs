@@ -390,6 +390,9 @@ impl Policy {
         depth: usize,
     ) -> Option<Verdict> {
         use sql::StatementClass as C;
+        if self.review.is_empty() {
+            return None;
+        }
         /// `EXECUTE` of a statement that executes another is not valid SQL; bounded anyway.
         const MAX_EXECUTE_DEPTH: usize = 4;
         let classes = || {
@@ -422,9 +425,16 @@ impl Policy {
             // What the gateway cannot check may be anything: under `write` or `ddl` review a
             // person looks at it (fail closed).
             let unknown = info.unverifiable.is_some() || info.class == C::Other;
+            // A read that locks rows or calls a function with side effects (or one not known
+            // to be free of them) is reviewed as the write it may be, as read-only refuses it.
+            let effects = match info.class {
+                C::Read | C::Session => guardrails::effects_of_a_read(info, &|_| false),
+                _ => None,
+            };
             let class = match info.class {
                 C::Write => Some("write"),
                 C::Ddl | C::Admin => Some("ddl"),
+                C::Read | C::Session if effects.is_some() => Some("write"),
                 C::Read | C::Other => None,
                 C::Session if unknown => None,
                 C::Session => continue,
@@ -437,11 +447,14 @@ impl Policy {
                     _ => false,
                 };
                 if hit {
-                    let reason = match &info.unverifiable {
-                        Some(why) => {
+                    let reason = match (&info.unverifiable, &effects) {
+                        (Some(why), _) => {
                             format!("statements the gateway cannot check need approval ({why})")
                         }
-                        None => format!("{} statements need approval", info.class.as_str()),
+                        (None, Some(why)) => {
+                            format!("statements that may write need approval ({why})")
+                        }
+                        (None, None) => format!("{} statements need approval", info.class.as_str()),
                     };
                     return Some(Verdict::Review {
                         rule: wanted.clone(),
@@ -751,6 +764,37 @@ mod execute_review_tests {
         // Without statement classes under review, EXECUTE is judged by the guardrails alone.
         let none = Policy::compile(&["no-ddl".into()], &[], &[], &[], &[]).unwrap();
         assert_eq!(none.check_sql("EXECUTE ins(1)", &texts).0, Verdict::Allow);
+    }
+
+    #[test]
+    fn reads_with_effects_are_reviewed_as_writes() {
+        let p = Policy::compile(&[], &[], &[], &[], &["write".into()]).unwrap();
+        let none = |_: &str| None;
+        for sql in [
+            "select lo_from_bytea(0, 'x')",
+            "select lo_put(16411, 0, '\\x41'::bytea)",
+            "select lo_unlink(16411)",
+            "select pg_notify('a', 'b')",
+            "with n as (select pg_notify('a', 'b')) select * from n",
+            "select set_config('my.x', 'y', false)",
+            "select pg_advisory_lock(1)",
+            "select pg_terminate_backend(1)",
+            "select pg_cancel_backend(pg_backend_pid())",
+            "select * from items for update",
+            "select nextval('s')",
+            "select txid_current()",
+            "select app.do_something()",
+            "update pg_settings set setting = 'SJIS' where name = 'client_encoding'",
+        ] {
+            assert!(reviewed(&p.check_sql(sql, &none).0), "{sql}");
+        }
+        for sql in [
+            "select 1",
+            "select lower(name) from t",
+            "select now(), random()",
+        ] {
+            assert_eq!(p.check_sql(sql, &none).0, Verdict::Allow, "{sql}");
+        }
     }
 }
 

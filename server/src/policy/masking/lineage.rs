@@ -816,7 +816,7 @@ pub fn sets_config_from_data(sql: &str) -> bool {
             .windows(w.len())
             .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
     };
-    if !(has("set_config") || has("u&")) {
+    if !(has("set_config") || has("u&") || has("pg_settings")) {
         return false;
     }
     // Every reading: the session may read backslashes either way. Unparsable text does not
@@ -828,7 +828,8 @@ pub fn sets_config_from_data(sql: &str) -> bool {
             continue;
         };
         bodies |= matches!(node, NodeEnum::DoStmt(_) | NodeEnum::CreateFunctionStmt(_));
-        if set_config_calls(&node_json(node)).any(|args| !args_constant(args)) {
+        let tree = node_json(node);
+        if set_config_calls(&tree).any(|args| !args_constant(args)) || updates_settings(&tree) {
             return true;
         }
     }
@@ -838,6 +839,30 @@ pub fn sets_config_from_data(sql: &str) -> bool {
         && crate::policy::sql::analyze(sql)
             .iter()
             .any(|i| i.functions.iter().any(|f| f.name == "set_config"))
+}
+
+/// Does a serialised parse tree update `pg_settings` anywhere (a data-modifying CTE too)? Each
+/// updated row is a `set_config` call whose value the statement computes.
+fn updates_settings(v: &Value) -> bool {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                let settings = map
+                    .get("UpdateStmt")
+                    .and_then(|u| u.pointer("/relation/relname"))
+                    .and_then(Value::as_str)
+                    == Some("pg_settings");
+                if settings {
+                    return true;
+                }
+                stack.extend(map.values());
+            }
+            Value::Array(items) => stack.extend(items.iter()),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The argument lists of every `set_config` call in a serialised parse tree.
@@ -1162,6 +1187,12 @@ mod tests {
         let both = "select 'a\\'' || name || '' from customers --'";
         assert_eq!(analyze(both, &Fake), None);
         assert_eq!(copy_to(both, 0, &Fake), None);
+        assert!(sets_config_from_data(
+            "update pg_settings set setting = (select name from customers limit 1) where name = 'application_name'"
+        ));
+        assert!(sets_config_from_data(
+            "with u as (update pg_catalog.pg_settings set setting = 'x' where name = 'a.b' returning 1) select 1"
+        ));
         let set = "select 'a\\'', set_config('my.x', (select name from customers), false) --'";
         assert!(sets_config_from_data(set));
         assert!(is_binary_copy_to(

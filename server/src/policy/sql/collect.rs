@@ -273,6 +273,7 @@ impl Collector<'_, '_> {
             }
             NodeRef::UpdateStmt(u) if !place.explained => {
                 self.check_where("UPDATE", u.where_clause.as_deref());
+                self.check_settings_write(u.relation.as_ref());
             }
             NodeRef::DeleteStmt(d) if !place.explained => {
                 self.check_where("DELETE", d.where_clause.as_deref());
@@ -473,6 +474,23 @@ impl Collector<'_, '_> {
             self.info.mark_unverifiable(
                 "it sets client_encoding to an encoding other than UTF-8, in which the server \
                  would read later statements differently from the gateway"
+                    .into(),
+            );
+        }
+    }
+
+    /// `UPDATE pg_settings SET setting = ...` calls `set_config` for each row it touches (a
+    /// rule on the view), so it can change any setting, `client_encoding` and `role` included,
+    /// with the name and value in places the setting checks do not read. Unverifiable: use SET.
+    fn check_settings_write(&mut self, relation: Option<&RangeVar>) {
+        let settings = relation.is_some_and(|r| {
+            r.relname == "pg_settings" && (r.schemaname.is_empty() || r.schemaname == "pg_catalog")
+        });
+        if settings {
+            self.info.add_keyword("set", "UPDATE pg_settings");
+            self.info.mark_unverifiable(
+                "it updates pg_settings, which changes settings as set_config does, with names \
+                 and values the gateway does not check; use SET"
                     .into(),
             );
         }

@@ -104,6 +104,9 @@ pub const WRITE_FUNCTIONS: &[&str] = &[
     "pg_try_advisory_xact_lock",
     "pg_try_advisory_xact_lock_shared",
     "pg_notify",
+    // Assign a transaction ID when the transaction has none (a WAL and commit-log write).
+    "txid_current",
+    "pg_current_xact_id",
 ];
 
 /// Is `name` on [`DANGEROUS_FUNCTIONS`]?

@@ -770,6 +770,26 @@ fn client_encoding_changes_are_unverifiable() {
     }
 }
 
+/// `UPDATE pg_settings` is `set_config` for every row it touches.
+#[test]
+fn updating_pg_settings_is_unverifiable() {
+    for sql in [
+        "update pg_settings set setting = 'SJIS' where name = 'client_encoding'",
+        "update pg_catalog.pg_settings set setting = 'x' where name = 'my.x'",
+        "with u as (update pg_settings set setting = 'x' where name = 'role' returning 1) select 1",
+    ] {
+        assert!(
+            analyze(sql).iter().any(|i| i.unverifiable.is_some()),
+            "{sql}"
+        );
+    }
+    assert!(
+        one("update settings set setting = 'x' where name = 'a'")
+            .unverifiable
+            .is_none()
+    );
+}
+
 /// PostgreSQL looks setting names up ignoring case; a quoted name keeps its case in the tree.
 #[test]
 fn setting_names_are_compared_ignoring_case() {
