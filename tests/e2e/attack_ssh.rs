@@ -86,7 +86,8 @@ impl Target {
     }
 
     fn unchanged(&self) -> bool {
-        self.victim.join("keep").exists() && !self.flag.exists()
+        std::fs::read_to_string(self.victim.join("keep")).is_ok_and(|c| c == "precious\n")
+            && !self.flag.exists()
     }
 }
 
@@ -383,7 +384,7 @@ masking = ["pii"]
 
 [[shell_guardrails]]
 name = "readonly"
-allow = ["ls", "cat", "grep"]
+allow = ["ls", "cat", "grep", "echo", "printf", "test", "["]
 "#
 }
 
@@ -485,6 +486,99 @@ async fn an_allow_list_admits_only_its_programs() {
             format!("env --frobnicate touch {f}"),
             Refused,
         ),
+        case(
+            "appending a command to a file a shell sources later",
+            format!("echo 'touch {f}' >> {v}/keep"),
+            Refused,
+        ),
+        case("creating a file with >", format!("ls {v} > {f}"), Refused),
+        case(
+            "standard error into a file",
+            format!("cat {v}/missing 2>{f}"),
+            Refused,
+        ),
+        case(
+            "clobbering past noclobber with >|",
+            format!("echo x >| {f}"),
+            Refused,
+        ),
+        case(
+            "both streams into a file with &>",
+            format!("echo x &> {f}"),
+            Refused,
+        ),
+        case(
+            "both streams appended with &>>",
+            format!("echo x &>> {v}/keep"),
+            Refused,
+        ),
+        case(
+            "a file opened read-write with <>",
+            format!("echo x <> {f}"),
+            Refused,
+        ),
+        case(
+            "a file named after >& instead of a descriptor",
+            format!("echo x >& {f}"),
+            Refused,
+        ),
+        case(
+            "a target named by a variable",
+            format!("F={f}; ls >\"$F\""),
+            Refused,
+        ),
+        case(
+            "a descriptor opened for writing by exec",
+            format!("exec 3>{f}"),
+            Refused,
+        ),
+        case(
+            "a brace group redirected",
+            format!("{{ echo x; }} > {f}"),
+            Refused,
+        ),
+        case(
+            "a subshell appending",
+            format!("(echo x) >> {v}/keep"),
+            Refused,
+        ),
+        case(
+            "a loop redirected",
+            format!("for i in 1; do echo $i; done > {f}"),
+            Refused,
+        ),
+        case(
+            "a redirection inside sh -c",
+            format!("sh -c 'echo x > {f}'"),
+            Refused,
+        ),
+        case(
+            "/dev/stdout reopening a descriptor read from the file",
+            format!("{{ echo x >/dev/stdout; }} 1<{v}/keep"),
+            Refused,
+        ),
+        case(
+            "/dev/fd/3 reopening a descriptor read from the file",
+            format!("echo x 3<{v}/keep >>/dev/fd/3"),
+            Refused,
+        ),
+        case(
+            "output to /dev/null runs",
+            format!("ls {v} > /dev/null"),
+            Runs,
+        ),
+        case(
+            "descriptor duplication runs",
+            format!("ls {v} 2>&1 | grep keep"),
+            Runs,
+        ),
+        case("output to standard error runs", format!("ls {v} >&2"), Runs),
+        case(
+            "an input redirection runs",
+            format!("grep prec < {v}/keep"),
+            Runs,
+        ),
+        case("a here-string runs", "grep prec <<< precious", Runs),
         case("ls alone runs", format!("ls -la {v}"), Runs),
         case(
             "a pipeline of allowed programs runs",

@@ -17,14 +17,18 @@
 //! allow-list admits a line only when every program it runs is on the list: a program the
 //! text does not decide, an assignment to an upper-case variable (`PATH=/tmp ls`), arithmetic
 //! or expansions that evaluate values as code, or an unknown wrapper option refuses the line,
-//! with a reason naming what could not be resolved.
+//! with a reason naming what could not be resolved. It also refuses every redirection that
+//! opens a file for writing (only `/dev/null` and descriptor copies pass): the shell writing
+//! `~/.bashrc` or `~/.ssh/authorized_keys` is not a listed program, and would make the next
+//! line run what it wrote.
 //!
 //! Limits, stated plainly (each has a test in `tests.rs`): the judge reads text, it does not
 //! run a shell. What a program does once running is invisible: an interpreter's code
 //! (`python -c`), a script named by path, a program that runs others and is not one of the
-//! wrappers above (an allow-listed `strace` or `make` allows what it runs). Two steps through
-//! a file (`echo ... > f; sh f`) are two harmless-looking commands. The line is read as bash
-//! reads it; a target account whose login shell is zsh or fish reads some text differently.
+//! wrappers above (an allow-listed `strace` or `make` allows what it runs), a listed program
+//! that writes files by its arguments (`tee`, `cp`). Two steps through a file under deny rules
+//! (`echo ... > f; sh f`) are two harmless-looking commands. The line is read as bash reads
+//! it; a target account whose login shell is zsh or fish reads some text differently.
 //! Deny rules are a blacklist and can be walked around by a different program that does the
 //! same thing; an allow-list without shells or interpreters is the boundary.
 //!
@@ -68,7 +72,8 @@ pub struct ShellGuardrailConfig {
     pub deny: Vec<String>,
     /// When set, only these programs may run: every program a line runs must be one of them
     /// (`"ls"`, `"cat"`, `"scp"`; `"sftp"` for the sftp subsystem; `"sh"` or another shell for
-    /// interactive shells). A name with a `/` allows exactly that path.
+    /// interactive shells). A name with a `/` allows exactly that path. Redirections that
+    /// write a file are refused under a list; a program that writes files (`tee`) must be on it.
     #[serde(default)]
     pub allow: Option<Vec<String>>,
     /// Regular expressions (case-insensitive) matched against the whole command line.

@@ -554,13 +554,24 @@ impl Parsed {
                 let reads_stdin = fd.is_none_or(|f| f == 0) && matches!(kind, K::Read);
                 match target {
                     T::Filename(w) => {
-                        self.words(&w.value, ctx);
+                        let words = self.words(&w.value, ctx);
                         if reads_stdin {
                             *stdin = Some(Input::File);
                         }
+                        if !matches!(kind, K::Read | K::DuplicateInput) && !is_null_device(&words) {
+                            self.writes_file(io);
+                        }
                     }
                     T::Duplicate(w) => {
-                        self.words(&w.value, ctx);
+                        let words = self.words(&w.value, ctx);
+                        // `>&word` with a word that is not a descriptor writes stdout and
+                        // stderr to the file of that name; `<&word` only ever fails.
+                        if !matches!(kind, K::DuplicateInput)
+                            && !is_descriptor(&words)
+                            && !is_null_device(&words)
+                        {
+                            self.writes_file(io);
+                        }
                     }
                     T::Fd(_) => {}
                     T::ProcessSubstitution(k, sub) => {
@@ -605,9 +616,24 @@ impl Parsed {
                 }
             }
             ast::IoRedirect::OutputAndError(w, _) => {
-                self.words(&w.value, ctx);
+                let words = self.words(&w.value, ctx);
+                if !is_null_device(&words) {
+                    self.writes_file(io);
+                }
             }
         }
+    }
+
+    /// A redirection that opens a file for writing: on a connection with an allow-list it
+    /// would let a listed program write any file the account can (`~/.bashrc`, which bash
+    /// sources for the next ssh command, or `~/.ssh/authorized_keys`), so it is a hazard.
+    fn writes_file(&mut self, io: &ast::IoRedirect) {
+        self.hazard(format!(
+            "output redirection to a file is refused on connections with an allow-list ({}); \
+             send output to /dev/null or to another descriptor (`2>&1`, `>&2`), or have the \
+             admin list a program that writes files (such as tee) by name",
+            shorten(&io.to_string())
+        ));
     }
 
     /// Resolves a word as an argument: brace expansion, then quote removal and expansions.
@@ -981,6 +1007,25 @@ fn has_identifier(s: &str) -> bool {
         prev_word = c.is_ascii_alphanumeric() || c == '_' || c == '#';
     }
     false
+}
+
+/// The only file a redirection may write on a connection with an allow-list. `/dev/stdout`,
+/// `/dev/stderr` and `/dev/fd/N` are not: opening one reopens the file behind that
+/// descriptor, and `1<~/.bashrc` makes that any file (`{ echo x >/dev/stdout; } 1<f`
+/// truncates and writes `f`); `>&1` and `>&2` say the same without opening anything.
+fn is_null_device(words: &[Word]) -> bool {
+    matches!(words, [w] if w.literal() == Some("/dev/null"))
+}
+
+/// The target of `>&` is a descriptor to copy (`2`), to move (`3-`) or to close (`-`):
+/// nothing is opened.
+fn is_descriptor(words: &[Word]) -> bool {
+    let [w] = words else { return false };
+    let Some(text) = w.literal() else {
+        return false;
+    };
+    let digits = text.strip_suffix('-').unwrap_or(text);
+    text == "-" || (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn shorten(s: &str) -> String {

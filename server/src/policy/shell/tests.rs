@@ -646,6 +646,123 @@ fn allow_list_passes_what_it_allows_through_transparent_wrappers() {
     );
 }
 
+/// The allow-list of the red-team review: programs that print, nothing that writes files.
+fn printers() -> ShellGuardrails {
+    rules(
+        &[],
+        Some(&["ls", "cat", "grep", "printf", "test", "[", "echo", "sh"]),
+    )
+}
+
+/// A redirection that writes a file lets a listed program write `~/.bashrc` (which bash
+/// sources for the next ssh command) or `~/.ssh/authorized_keys`: refused under an
+/// allow-list, whatever the redirection operator, descriptor or compound command it is on.
+#[test]
+fn allow_lists_refuse_redirections_that_write_files() {
+    let g = printers();
+    let writes = [
+        "echo 'id > /tmp/pwned' >> ~/.bashrc",
+        "echo x >> ~/.bashrc",
+        "echo key >> ~/.ssh/authorized_keys",
+        "ls > out",
+        "ls >out",
+        ">out ls",
+        "cat a 2>err",
+        "cat a 2>>err",
+        "echo x >| f",
+        "echo x &> f",
+        "echo x &>> f",
+        "echo x <> f",
+        "echo x 1<> f",
+        "echo x >& f",
+        "echo x 2>& f",
+        "echo x >&$fd",
+        "echo x 3>f",
+        "ls >\"$F\"",
+        "ls > $F",
+        "ls > $(echo f)",
+        "ls > *.txt",
+        "ls > ~/f",
+        "exec 3>f",
+        "exec >f",
+        "exec 3<>f",
+        "{ echo x; } > f",
+        "(echo x) >> f",
+        "for i in 1; do echo; done > f",
+        "while test -n x; do echo; done > f",
+        "if test 1; then echo; fi 2> f",
+        "[[ -n x ]] > f",
+        "f() { echo x; } > out; f",
+        "sh -c 'echo x > f'",
+        "sh -c \"echo x >> ~/.bashrc\"",
+        "echo x | sh -c 'cat > f'",
+        "sh <<'EOF'\necho x > f\nEOF\n",
+        "ls > /dev/nul[l]",
+        "ls > /dev/./null",
+        "ls > /dev/stdout",
+        "ls 2> /dev/stderr",
+        "ls > /dev/fd/1",
+        "{ echo x >/dev/stdout; } 1<f",
+        "echo x 3<f >>/dev/fd/3",
+        "ls > /proc/self/fd/1",
+        "ls > /dev/tty",
+    ];
+    let wrong: Vec<String> = writes
+        .iter()
+        .filter_map(|line| {
+            let r = reason(&g, line);
+            (!r.as_deref()
+                .is_some_and(|r| r.contains("output redirection to a file")))
+            .then(|| format!("{line:?} -> {r:?}"))
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "refused for another reason or allowed:\n{}",
+        wrong.join("\n")
+    );
+    expect(
+        &g,
+        &[
+            "ls > /dev/null",
+            "ls >/dev/null 2>&1",
+            "ls 2>&1",
+            "ls 2>/dev/null | grep x",
+            "ls &>/dev/null",
+            "ls >&2",
+            "ls 1>&2",
+            "ls 3>&-",
+            "ls >&-",
+            "ls 3>&1-",
+            "ls 2>&1 | grep x",
+            "cat < f",
+            "cat 0< f",
+            "cat 3< f",
+            "cat <&3",
+            "grep x <<< y",
+            "cat <<EOF\nhello\nEOF\n",
+            "{ ls; cat f; } 2>/dev/null",
+            "sh -c 'ls 2>&1 | grep x'",
+            "ls > >(grep x)",
+        ],
+        false,
+    );
+    let r = reason(&g, "echo x >> ~/.bashrc").unwrap();
+    assert!(
+        r.contains("output redirection to a file is refused on connections with an allow-list")
+            && r.contains(">> ~/.bashrc")
+            && r.contains("/dev/null")
+            && r.contains("tee"),
+        "{r}"
+    );
+    // Deny rules alone leave files to the account's own permissions, as before.
+    expect(
+        &builtin(),
+        &["echo x >> ~/.bashrc", "ls > out", "exec 3>f", "ls > $F"],
+        false,
+    );
+}
+
 #[test]
 fn refusals_name_what_could_not_be_resolved() {
     let g = ls_cat_grep();
@@ -1260,6 +1377,85 @@ mod against_bash {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         let silent: Vec<&&str> = lines.iter().filter(|l| bash_ran(l).is_empty()).collect();
         assert!(silent.is_empty(), "bash ran no stub for {silent:?}");
+    }
+
+    /// Every file under `dir` with its contents.
+    fn snapshot(dir: &std::path::Path) -> BTreeSet<(String, Vec<u8>)> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// Redirections bash runs: every line the allow-list passes leaves the files of its
+    /// directory as they were, and the ones it refuses would have written there. A line that
+    /// wrote a file past the judge (`/dev/stdout` reopening a descriptor read from a file)
+    /// would show here.
+    #[test]
+    fn redirections_the_allow_list_passes_write_no_file() {
+        let g = super::printers();
+        let lines = [
+            "ls > /dev/null",
+            "ls >/dev/null 2>&1",
+            "ls 2>&1",
+            "ls &>/dev/null",
+            "ls >&2",
+            "ls 3>&-",
+            "ls 3>&1-",
+            "cat < f",
+            "cat 3< f",
+            "grep x <<< y",
+            "{ cat f; } 2>/dev/null",
+            "echo x >&2 2>/dev/null",
+            "echo x >> f",
+            "echo x > g",
+            "echo x 2> g >&2",
+            "echo x >& g",
+            "echo x &>> f",
+            "echo x <> g",
+            "exec 3>g",
+            "{ echo x >/dev/stdout; } 1<f",
+            "echo x 3<f >>/dev/fd/3",
+            "(echo x) > g",
+            "sh -c 'echo x >> f'",
+        ];
+        let mut failures = Vec::new();
+        let (mut passed, mut refused) = (0, 0);
+        for line in lines {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("f"), "precious\n").unwrap();
+            let before = snapshot(dir.path());
+            let _ = Command::new("timeout")
+                .args(["5", "bash", "--norc", "--noprofile", "-c", line])
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            let wrote = snapshot(dir.path()) != before;
+            let allowed = g.check(line) == crate::policy::Verdict::Allow;
+            if allowed {
+                passed += 1;
+            } else {
+                refused += 1;
+            }
+            if allowed && wrote {
+                failures.push(format!("{line:?} passed the judge and bash wrote a file"));
+            }
+            if !allowed && !wrote {
+                failures.push(format!("{line:?} was refused but bash wrote nothing"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(
+            passed >= 10 && refused >= 10,
+            "{passed} passed, {refused} refused"
+        );
     }
 
     const WRAPPERS: &[&str] = &[
