@@ -30,6 +30,12 @@ pub const TYPES_QUERY: &str = "select oid, typtype, typcategory, typelem, typdel
 pub const RELATIONS_QUERY: &str = "select c.oid, n.nspname, c.relname, c.relkind from pg_catalog.pg_class c \
      join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
      where c.relkind in ('r','v','m','p','f','c','S')";
+/// [`RELATIONS_QUERY`] for the user's relations only: without column rules, system relations
+/// are never looked up by name (only row types' fields, which are loaded for user relations
+/// alone), and leaving out their few hundred names keeps each session's catalog small.
+pub const USER_RELATIONS_QUERY: &str = "select c.oid, n.nspname, c.relname, c.relkind from pg_catalog.pg_class c \
+     join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+     where c.relkind in ('r','v','m','p','f','c','S') and c.oid >= 16384";
 /// Columns of the user's relations (system catalogs are matched by name only).
 pub const ATTRIBUTES_QUERY: &str = "select a.attrelid, a.attnum, a.attname, a.atttypid from pg_catalog.pg_attribute a \
      join pg_catalog.pg_class c on c.oid = a.attrelid \

@@ -250,10 +250,15 @@ async fn load_catalog(
     up: &mut upstream::Upstream,
     m: &crate::policy::masking::Masker,
 ) -> catalog::Catalog {
+    let relations = if m.has_column_rules() {
+        catalog::RELATIONS_QUERY
+    } else {
+        catalog::USER_RELATIONS_QUERY
+    };
     let mut sql = format!(
         "{}; {}; {}; {}",
         catalog::TYPES_QUERY,
-        catalog::RELATIONS_QUERY,
+        relations,
         catalog::ATTRIBUTES_QUERY,
         catalog::INHERITS_QUERY
     );
