@@ -818,6 +818,32 @@ async fn sql_attacks_over_the_raw_wire() {
         format!("{first:?} / {second:?}"),
     );
 
+    // The relay remembers the last Parse text the cache allowed: a text that differs from it
+    // in one place must be judged afresh, and the remembered one is still allowed after it.
+    let mut c = lab.raw(Conn::ReadOnly, &[]).await;
+    let mut errors = Vec::new();
+    for sql in [
+        "select * from items where id = $1",
+        "select * from items where id = $1",
+        "delete from items where id = $1",
+        "select * from items where id = $1",
+    ] {
+        let a = c
+            .parse("", sql)
+            .bind("", "", &[Some("1")])
+            .execute("", 0)
+            .sync()
+            .run()
+            .await
+            .unwrap();
+        errors.push(a.errors().len());
+    }
+    check(
+        "the same unnamed Parse twice, then a DELETE in its place, then the first again",
+        errors == [0, 0, 1, 0],
+        format!("errors per batch: {errors:?}"),
+    );
+
     // LATIN1 client: two different non-UTF-8 dollar tags reach the gateway as the same
     // replacement character; PostgreSQL keeps them apart and runs the DELETE.
     // The adapter refuses a LATIN1 startup; the text is sent in UTF-8 as well.

@@ -376,6 +376,13 @@ impl Policy {
         }
     }
 
+    /// True when `sql` is in the exact-text verdict cache: allowed, and with no statement whose
+    /// verdict depends on the session (only such texts are cached), so a caller may reuse the
+    /// verdict for the same bytes.
+    pub fn allowed_as_cached(&self, sql: &str) -> bool {
+        self.cache().texts.contains(sql)
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, AllowCache> {
         self.allowed.lock().unwrap_or_else(|p| p.into_inner())
     }

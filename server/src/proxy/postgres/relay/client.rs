@@ -118,6 +118,11 @@ struct ClientSide<'a, R, W> {
     masking: bool,
     /// Statements on this connection may need review.
     reviews: bool,
+    /// The last Parse text the verdict cache allowed as an exact text (so nothing in it
+    /// depends on the session): the same bytes again (a driver re-sending its unnamed
+    /// statement) are allowed without the shared cache's lock and hash. Compared byte for
+    /// byte, so it can never stand for another text.
+    last_allowed: Option<Arc<str>>,
 }
 
 impl<'a, R, W> ClientSide<'a, R, W>
@@ -152,6 +157,7 @@ where
             names: Statements::new(random_chars(b"abcdefghijkmnpqrstuvwxyz23456789", 10)),
             described: None,
             reviews,
+            last_allowed: None,
         }
     }
 
@@ -364,9 +370,23 @@ where
         if !self.admit(msg.len()) {
             return Ok(Step::Next);
         }
-        let (name, text) = codec::parse_msg(msg).map_err(|e| protocol_error(&self.tx, e))?;
-        let text: Arc<str> = String::from_utf8_lossy(text).into();
-        let (verdict, defs, runs) = self.judge(&text);
+        let (name, raw) = codec::parse_msg(msg).map_err(|e| protocol_error(&self.tx, e))?;
+        let (text, (verdict, defs, runs)) = match &self.last_allowed {
+            Some(last) if last.as_bytes() == raw => {
+                crate::policy::stats::sql().text_hits.inc();
+                (Arc::clone(last), (Verdict::Allow, Vec::new(), Vec::new()))
+            }
+            _ => {
+                let text: Arc<str> = String::from_utf8_lossy(raw).into();
+                let judged = self.judge(&text);
+                let plain = judged.0 == Verdict::Allow
+                    && judged.1.is_empty()
+                    && judged.2.is_empty()
+                    && self.policy.allowed_as_cached(&text);
+                self.last_allowed = plain.then(|| Arc::clone(&text));
+                (text, judged)
+            }
+        };
         let review = match verdict {
             Verdict::Allow => None,
             Verdict::Block { rule, reason } => {
